@@ -1,0 +1,42 @@
+# The two commands a newcomer needs:
+#   make site   set up what is missing, bring the lab up, run site.yml against it
+#   make test   everything CI runs: lint, unit, lab integration, Molecule
+SHELL := /bin/bash
+VENV := $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR := false
+PYTEST := $(VENV)/bin/pytest
+ROLES_WITH_MOLECULE := $(patsubst %/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml))
+
+.PHONY: site test setup lab-up lab-down lint unit integration molecule
+
+site: setup lab-up
+	ansible-playbook site.yml -i inventory/lab
+
+test: setup lint unit lab-up integration molecule
+
+setup:
+	@scripts/setup.sh
+
+lab-up:
+	lab up
+
+lab-down:
+	lab down
+
+lint:
+	ruff check .
+	yamllint -s .
+	ansible-lint --profile production
+
+unit:
+	$(PYTEST) -q -m "not lab" tests/unit tests/lab
+
+integration:
+	$(PYTEST) -q -m lab tests/integration
+
+molecule:
+	@set -e; for role in $(ROLES_WITH_MOLECULE); do \
+	  echo "== molecule: $$role"; (cd $$role && molecule test); \
+	done

@@ -1,0 +1,368 @@
+# Copyright: AI cluster platform maintainers
+# Apache License 2.0 (see galaxy.yml)
+"""Node label logic: desired labels per scheme, Kubernetes label validation, and the
+ownership-aware plan (JSON merge patch) used by the ``node_labels`` module.
+
+Pure functions only -- no Kubernetes client, no Ansible.
+
+Label schemes (values as in shared/reference/accelerators.md and the cube-studio wiki,
+shared/seeds/004_*):
+
+* ``cube-studio``: ``cpu``/``gpu``/``vgpu``/``rdma``/``train``/``notebook``/``service`` = ``"true"``,
+  ``org`` (default ``public``), ``gpu-type`` (e.g. ``A100``), ``share=true`` for shareable nodes;
+  controller nodes get ``mysql redis kubeflow-dashboard kubeflow istio monitoring`` = ``"true"``.
+* ``mindcluster`` (Ascend): compute nodes ``node-role.kubernetes.io/worker=worker``,
+  ``workerselector=dls-worker-node``, ``host-arch=huawei-arm|huawei-x86``,
+  ``accelerator=huawei-Ascend910|huawei-Ascend310P|huawei-Ascend310`` and, where known,
+  ``accelerator-type``; the management node gets ``masterselector=dls-master-node``.
+* ``nvidia``: ``nvidia.com/gpu.present=true`` on NVIDIA GPU nodes (device-plugin chart affinity
+  without NFD).
+"""
+
+from __future__ import annotations
+
+import re
+
+MANAGED_ANNOTATION = "aicluster.io/managed-labels"
+
+SCHEMES = ("cube-studio", "mindcluster", "nvidia")
+
+CUBE_ROLES = ("train", "notebook", "service")
+CUBE_CONTROLLER_COMPONENTS = ("mysql", "redis", "kubeflow-dashboard", "kubeflow", "istio", "monitoring")
+CUBE_DEFAULT_ORG = "public"
+
+MINDCLUSTER_WORKER_LABELS = {
+    "node-role.kubernetes.io/worker": "worker",
+    "workerselector": "dls-worker-node",
+}
+MINDCLUSTER_MASTER_LABELS = {"masterselector": "dls-master-node"}
+MINDCLUSTER_HOST_ARCH = {"aarch64": "huawei-arm", "x86_64": "huawei-x86"}
+
+# model -> accelerator label (device plugin acceleratorLabelMap, reference 4.2)
+MINDCLUSTER_ACCELERATOR = {
+    "Ascend910": "huawei-Ascend910",
+    "Ascend910B": "huawei-Ascend910",
+    "Ascend910A3": "huawei-Ascend910",
+    "Ascend310P": "huawei-Ascend310P",
+    "Ascend310": "huawei-Ascend310",
+}
+
+# (model, chips on the node) -> accelerator-type, for the values the reference table ties to a
+# chip count.  Other products (module / half / module-a3-*, super pods) must be given explicitly.
+MINDCLUSTER_ACCELERATOR_TYPE_BY_COUNT = {
+    ("Ascend910B", 8): "module-910b-8",
+    ("Ascend910B", 16): "module-910b-16",
+}
+
+TRUE = "true"
+
+_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN = re.compile(r"^" + _DNS1123_LABEL + r"(\." + _DNS1123_LABEL + r")*$")
+_QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE = _QUALIFIED_NAME
+_NAME_MAX = 63
+_PREFIX_MAX = 253
+
+
+# ---------------------------------------------------------------------------------------------
+# Desired labels
+# ---------------------------------------------------------------------------------------------
+
+def host_arch_label(architecture):
+    """``aarch64`` -> ``huawei-arm``; ``x86_64`` -> ``huawei-x86``; other -> None."""
+    arch = (architecture or "").strip().lower()
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+    return MINDCLUSTER_HOST_ARCH.get(arch)
+
+
+def ascend_accelerator_type(facts, product_name=None):
+    """Derive ``accelerator-type`` from the accelerator facts, or None when the reference gives
+    no rule for the hardware (the caller must then pass it explicitly).
+
+    * 910B with 8 chips -> ``module-910b-8``; with 16 -> ``module-910b-16`` (reference 4.2 table).
+    * 910 (``d801``) in a server whose DMI product name does not contain ``Atlas`` -> ``card``
+      (ascend-deployer ``deviceplugin.yaml``, reference 4.2).
+    """
+    facts = facts or {}
+    model = facts.get("model")
+    count = facts.get("count") or 0
+    by_count = MINDCLUSTER_ACCELERATOR_TYPE_BY_COUNT.get((model, count))
+    if by_count:
+        return by_count
+    if model == "Ascend910" and product_name and "atlas" not in product_name.lower():
+        return "card"
+    return None
+
+
+def desired_labels(
+    facts,
+    *,
+    schemes=SCHEMES,
+    roles=(),
+    org=CUBE_DEFAULT_ORG,
+    share=False,
+    cpu=True,
+    gpu=None,
+    gpu_type=None,
+    vgpu=False,
+    rdma=False,
+    controller=False,
+    controller_components=CUBE_CONTROLLER_COMPONENTS,
+    mindcluster_worker=None,
+    mindcluster_master=False,
+    accelerator_type=None,
+    server_usage=None,
+    product_name=None,
+    extra=None,
+    remove=(),
+):
+    """Compute the labels this project wants on one node.
+
+    ``facts`` is the ``accelerator`` fact (``accelerator_facts`` module / ``summarize()``).
+
+    Parameters (all explicit, nothing is inferred from host names or groups):
+
+    * ``schemes``: subset of ``cube-studio``, ``mindcluster``, ``nvidia``.
+    * cube-studio: ``roles`` (subset of ``train``, ``notebook``, ``service``), ``org``
+      (``org`` label; None/"" leaves it out), ``share`` (``share=true`` when true, absent when
+      false), ``cpu`` (``cpu=true``), ``gpu`` (None = NVIDIA GPU present per facts), ``gpu_type``
+      (None = facts model when ``gpu``), ``vgpu``, ``rdma``, ``controller`` with
+      ``controller_components``.
+    * mindcluster: ``mindcluster_worker`` (None = Ascend NPU present per facts),
+      ``mindcluster_master`` (management node), ``accelerator_type`` (None = derived by
+      ``ascend_accelerator_type(facts, product_name)``), ``server_usage`` (e.g. ``infer``).
+    * ``extra``: labels merged last (they win); ``remove``: keys dropped from the result, so that a
+      previously managed label is deleted by the plan.
+
+    Returns a dict of str -> str.  Raises ValueError for unknown schemes or roles.
+    """
+    facts = facts or {}
+    schemes = tuple(schemes or ())
+    unknown = [scheme for scheme in schemes if scheme not in SCHEMES]
+    if unknown:
+        raise ValueError(f"unknown label scheme(s) {unknown}; expected a subset of {list(SCHEMES)}")
+    roles = tuple(roles or ())
+    bad_roles = [role for role in roles if role not in CUBE_ROLES]
+    if bad_roles:
+        raise ValueError(f"unknown cube-studio role(s) {bad_roles}; expected a subset of {list(CUBE_ROLES)}")
+
+    present = bool(facts.get("present"))
+    vendor = facts.get("vendor") if present else None
+    labels = {}
+
+    if "cube-studio" in schemes:
+        if cpu:
+            labels["cpu"] = TRUE
+        has_gpu = (vendor == "nvidia") if gpu is None else bool(gpu)
+        if has_gpu:
+            labels["gpu"] = TRUE
+            model = gpu_type if gpu_type else facts.get("model")
+            if model:
+                labels["gpu-type"] = str(model)
+        if vgpu:
+            labels["vgpu"] = TRUE
+        if rdma:
+            labels["rdma"] = TRUE
+        for role in CUBE_ROLES:
+            if role in roles:
+                labels[role] = TRUE
+        if org:
+            labels["org"] = str(org)
+        if share:
+            labels["share"] = TRUE
+        if controller:
+            for component in controller_components or ():
+                labels[str(component)] = TRUE
+
+    if "mindcluster" in schemes:
+        worker = (vendor == "huawei") if mindcluster_worker is None else bool(mindcluster_worker)
+        if worker:
+            labels.update(MINDCLUSTER_WORKER_LABELS)
+            arch_label = host_arch_label(facts.get("architecture"))
+            if arch_label:
+                labels["host-arch"] = arch_label
+            accelerator = facts.get("accelerator") or MINDCLUSTER_ACCELERATOR.get(facts.get("model"))
+            if vendor == "huawei" and accelerator:
+                labels["accelerator"] = accelerator
+            acc_type = accelerator_type
+            if not acc_type and vendor == "huawei":
+                acc_type = ascend_accelerator_type(facts, product_name)
+            if acc_type:
+                labels["accelerator-type"] = acc_type
+            if server_usage:
+                labels["server-usage"] = str(server_usage)
+        if mindcluster_master:
+            labels.update(MINDCLUSTER_MASTER_LABELS)
+
+    if "nvidia" in schemes and vendor == "nvidia":
+        labels["nvidia.com/gpu.present"] = TRUE
+
+    for key, value in (extra or {}).items():
+        labels[str(key)] = value
+    for key in remove or ():
+        labels.pop(key, None)
+    return labels
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+
+def validate_label_key(key):
+    """Return a list of error strings for a label key (empty when valid).
+
+    Rules (k8s.io/apimachinery IsQualifiedName): optional prefix, a DNS-1123 subdomain of at most
+    253 characters, followed by ``/``; a name of 1-63 characters matching
+    ``[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?``.
+    """
+    if not isinstance(key, str):
+        return [f"key must be a string, got {type(key).__name__}"]
+    if key == "":
+        return ["key must not be empty"]
+    parts = key.split("/")
+    if len(parts) > 2:
+        return ["key may contain at most one '/' (prefix/name)"]
+    errors = []
+    if len(parts) == 2:
+        prefix, name = parts
+        if prefix == "":
+            errors.append("prefix part must not be empty")
+        else:
+            if len(prefix) > _PREFIX_MAX:
+                errors.append(f"prefix part must be no more than {_PREFIX_MAX} characters (has {len(prefix)})")
+            if not _DNS1123_SUBDOMAIN.match(prefix):
+                errors.append(
+                    f"prefix part {prefix!r} must be a DNS-1123 subdomain: lower-case alphanumerics, '-' and "
+                    "'.', starting and ending with an alphanumeric"
+                )
+    else:
+        name = parts[0]
+    if name == "":
+        errors.append("name part must not be empty")
+        return errors
+    if len(name) > _NAME_MAX:
+        errors.append(f"name part must be no more than {_NAME_MAX} characters (has {len(name)})")
+    if not _QUALIFIED_NAME.match(name):
+        errors.append(
+            f"name part {name!r} must consist of alphanumerics, '-', '_' or '.', and must start and end "
+            "with an alphanumeric"
+        )
+    return errors
+
+
+def validate_label_value(value):
+    """Return a list of error strings for a label value (empty when valid): a string of at most
+    63 characters, empty or matching ``[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?``."""
+    if not isinstance(value, str):
+        return [f"value must be a string, got {type(value).__name__}"]
+    if value == "":
+        return []
+    errors = []
+    if len(value) > _NAME_MAX:
+        errors.append(f"value must be no more than {_NAME_MAX} characters (has {len(value)})")
+    if not _LABEL_VALUE.match(value):
+        errors.append(
+            f"value {value!r} must be empty or consist of alphanumerics, '-', '_' or '.', and must start "
+            "and end with an alphanumeric"
+        )
+    return errors
+
+
+def validate_labels(labels):
+    """Validate a whole label dict; returns ``[(key, message), ...]``."""
+    problems = []
+    if not isinstance(labels, dict):
+        return [(None, f"labels must be a dict, got {type(labels).__name__}")]
+    for key, value in labels.items():
+        for message in validate_label_key(key):
+            problems.append((key, message))
+        for message in validate_label_value(value):
+            problems.append((key, message))
+    return problems
+
+
+def coerce_label_value(value):
+    """Lenient form of label values coming from YAML: ``True`` -> ``"true"``, ``3`` -> ``"3"``.
+    Strings are returned unchanged; anything else (None, lists, dicts) is returned unchanged so
+    that validation reports it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Ownership-aware plan
+# ---------------------------------------------------------------------------------------------
+
+def parse_managed(annotation_value):
+    """``"a,b/c"`` -> ``{"a", "b/c"}``; None or "" -> empty set."""
+    if not annotation_value:
+        return set()
+    return {item.strip() for item in str(annotation_value).split(",") if item.strip()}
+
+
+def format_managed(keys):
+    return ",".join(sorted(keys))
+
+
+def plan(node_labels, node_annotations, desired, annotation_key=MANAGED_ANNOTATION):
+    """Compute the JSON merge patch that moves a Node from its labels to ``desired``.
+
+    * a desired label that is missing or has another value is set;
+    * a label in the previously managed set (annotation ``annotation_key``) that is no longer
+      desired is removed (``null`` in the merge patch);
+    * labels outside the managed set are never touched, except that a desired key is always set
+      -- if it already carries the desired value (set by hand) nothing is written for it, and it
+      simply becomes managed;
+    * the annotation is rewritten to the sorted, comma-separated desired keys (removed when none).
+
+    Returns ``(patch, diff)``: ``patch`` is None when nothing changes; ``diff`` is
+    ``{"before": {...}, "after": {...}, "set": {...}, "removed": [...], "adopted": [...]}`` where
+    before/after hold ``labels`` and the managed-key list.
+    """
+    current = dict(node_labels or {})
+    annotations = dict(node_annotations or {})
+    desired = dict(desired or {})
+    previous_raw = annotations.get(annotation_key)
+    previous = parse_managed(previous_raw)
+
+    label_patch = {}
+    adopted = []
+    for key in sorted(desired):
+        value = desired[key]
+        if current.get(key) != value:
+            label_patch[key] = value
+        elif key not in previous:
+            adopted.append(key)
+    removed = sorted(key for key in previous - set(desired) if key in current)
+    for key in removed:
+        label_patch[key] = None
+
+    new_managed = format_managed(desired)
+    annotation_patch = {}
+    if desired:
+        if previous_raw != new_managed:
+            annotation_patch[annotation_key] = new_managed
+    elif previous_raw is not None:
+        annotation_patch[annotation_key] = None
+
+    after_labels = {key: value for key, value in current.items() if key not in removed}
+    after_labels.update({key: value for key, value in label_patch.items() if value is not None})
+    diff = {
+        "before": {"labels": dict(sorted(current.items())), "managed": sorted(previous)},
+        "after": {"labels": dict(sorted(after_labels.items())), "managed": sorted(desired)},
+        "set": {key: value for key, value in label_patch.items() if value is not None},
+        "removed": removed,
+        "adopted": adopted,
+    }
+
+    if not label_patch and not annotation_patch:
+        return None, diff
+    metadata = {}
+    if label_patch:
+        metadata["labels"] = label_patch
+    if annotation_patch:
+        metadata["annotations"] = annotation_patch
+    return {"metadata": metadata}, diff
