@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labctl import fleet  # noqa: E402
-from labctl.fleet import podman  # noqa: E402
+from labctl import fleet
+from labctl.fleet import podman
 
 MiB = 1024 * 1024
 

@@ -76,7 +76,8 @@ def _kwokctl(bindir: Path, *args: str, check: bool = True) -> subprocess.Complet
     )
     if check and result.returncode != 0:
         lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
-        raise ClusterError(f"kwokctl {' '.join(args[:3])} failed: {lines[-1] if lines else 'exit ' + str(result.returncode)}")
+        reason = lines[-1] if lines else f"exit {result.returncode}"
+        raise ClusterError(f"kwokctl {' '.join(args[:3])} failed: {reason}")
     return result
 
 
@@ -186,7 +187,7 @@ def _default_service_account(name: str) -> bool:
 def _running(name: str) -> bool:
     try:
         return readyz(name)
-    except Exception:  # noqa: BLE001 - a stopped cluster refuses connections
+    except Exception:
         return False
 
 

@@ -57,7 +57,7 @@ def is_built() -> bool:
 def _require_go() -> str:
     go = shutil.which("go")
     if not go:
-        raise BuildError("Go toolchain not found on PATH: install Go >= 1.26 (the lab builds Kubernetes from Go modules)")
+        raise BuildError("Go toolchain not found on PATH: install Go >= 1.26 (the lab builds Kubernetes from modules)")
     return go
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 LAB_DIR = Path(__file__).resolve().parent.parent
 REPO_ROOT = LAB_DIR.parent
 STATE_DIR = Path(os.environ.get("LAB_STATE_DIR", LAB_DIR / "state"))
-CACHE_DIR = Path(os.environ.get("LAB_CACHE_DIR", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ai-cluster-lab"))
+_USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+CACHE_DIR = Path(os.environ.get("LAB_CACHE_DIR", _USER_CACHE / "ai-cluster-lab"))
 K8SBIN_MODULE = LAB_DIR / "k8sbin"
 KUBECONFIG_DIR = STATE_DIR / "kubeconfig"
 KWOK_WORKDIR = STATE_DIR / "kwok"

@@ -26,7 +26,7 @@ def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: fl
             value = condition()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+        except Exception as exc:
             last_error = exc
         if time.monotonic() >= deadline:
             detail = f": {last_error}" if last_error else ""

@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 from kubernetes import client as k8s
-
 from labctl.waiting import wait_for
 
 pytestmark = pytest.mark.lab

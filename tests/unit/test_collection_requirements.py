@@ -27,7 +27,8 @@ def installed_version(name: str) -> str:
 @pytest.mark.parametrize("requirement", REQUIREMENTS, ids=[r["name"] for r in REQUIREMENTS])
 def test_installed_collection_satisfies_range(requirement):
     version = installed_version(requirement["name"])
-    assert version in SpecifierSet(requirement["version"]), f"{requirement['name']} {version} !~ {requirement['version']}"
+    wanted = SpecifierSet(requirement["version"])
+    assert version in wanted, f"{requirement['name']} {version} does not satisfy {wanted}"
 
 
 def test_every_fqcn_used_in_roles_is_required():

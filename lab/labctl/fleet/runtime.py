@@ -99,6 +99,28 @@ def ensure_ssh_key() -> Path:
     return KEY_PATH
 
 
+# systemd in every machine holds several inotify instances; all machines run as host root and
+# share root's per-user limits (default max_user_instances=128 stops the fleet at ~20 machines).
+HOST_SYSCTLS = {"fs/inotify/max_user_instances": 8192, "fs/inotify/max_user_watches": 524288}
+
+
+def ensure_host_limits(proc_sys: Path = Path("/proc/sys")) -> None:
+    """Raise the host's inotify limits for many systemd containers (like kind/k3d need)."""
+    for key, want in HOST_SYSCTLS.items():
+        path = proc_sys / key
+        try:
+            have = int(path.read_text())
+        except OSError:
+            continue
+        if have >= want:
+            continue
+        try:
+            path.write_text(str(want))
+        except OSError as exc:
+            raise FleetError(f"sysctl {key.replace('/', '.')}={have} is too low for the fleet and cannot be "
+                             f"raised ({exc.strerror}); run: sysctl -w {key.replace('/', '.')}={want}") from None
+
+
 def ensure_network() -> None:
     if podman.ok(["network", "exists", NETWORK]):
         info = json.loads(podman.run(["network", "inspect", NETWORK]).stdout)[0]
@@ -252,6 +274,7 @@ def up(profile: str = "demo", log: Log | None = None) -> list[Machine]:
         _assign_addresses(machines)
         image_ref = image.ensure_image()
         ensure_ssh_key()
+        ensure_host_limits()
         ensure_network()
         todo = []
         for m in machines:
@@ -286,6 +309,7 @@ def add(name: str, model: str = "", count: int = 0, log: Log | None = None) -> M
         if not podman.ok(["image", "exists", image_ref]):
             image_ref = image.ensure_image()
         ensure_ssh_key()
+        ensure_host_limits()
         ensure_network()
         _bring_up([(m, "create")], image_ref, log)
         _save_state(state["profile"], machines, image_ref)

@@ -69,7 +69,6 @@ nodes:
 import re
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.aicluster.platform.plugins.module_utils.k8s_client import (
     K8S_AUTH_ARGSPEC,
     K8S_IMPORT_ERROR,
