@@ -13,43 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 from labctl import clusters, k8sbin
+from labctl.procs import listening_ports, rss_bytes
 from labctl.waiting import wait_for
-
-
-def rss_bytes(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
-
-
-def listening_ports(pids: set[int] | None = None) -> list[int]:
-    """TCP ports in LISTEN, owned by the given pids (matched through socket inodes) or by anyone."""
-    inodes = {}
-    for pid in pids:
-        fd_dir = Path(f"/proc/{pid}/fd")
-        try:
-            for fd in fd_dir.iterdir():
-                target = str(fd.readlink()) if fd.is_symlink() else ""
-                if target.startswith("socket:["):
-                    inodes[target[8:-1]] = pid
-        except OSError:
-            continue
-    ports = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and (pids is None or fields[9] in inodes):
-                ports.append(int(fields[1].rsplit(":", 1)[1], 16))
-    return sorted(ports)
 
 
 def main() -> None:

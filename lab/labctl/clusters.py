@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from labctl import k8sbin, paths
+from labctl import k8sbin, paths, procs
 from labctl.waiting import wait_for
 
 CONFIG_FILE = Path(__file__).with_name("clusters.yaml")
@@ -258,23 +258,13 @@ def up(log=print) -> dict[str, str]:
 
 
 def lab_processes() -> list[int]:
-    """PIDs of processes started from the lab's binaries or working inside its kwok workdir."""
-    marker = str(paths.KWOK_WORKDIR)
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline:
-            pids.append(int(proc.name))
-    return pids
+    """PIDs of processes working inside the lab's kwok workdir (every component kwokctl starts)."""
+    return procs.processes_matching(str(paths.KWOK_WORKDIR))
 
 
 def down(log=print) -> None:
     bindir = k8sbin.bin_dir()
+    ports = procs.listening_ports(set(lab_processes()))
     if (bindir / "kwokctl").is_file():
         for name in sorted(existing_clusters(bindir)):
             _kwokctl(bindir, "delete", "cluster", "--name", name, check=False)
@@ -286,6 +276,7 @@ def down(log=print) -> None:
         except ProcessLookupError:
             pass
     wait_for(lambda: not lab_processes(), 30, "lab control-plane processes to exit")
+    wait_for(lambda: not set(ports) & set(procs.listening_ports()), 30, f"lab ports {ports} to close")
     shutil.rmtree(paths.KWOK_WORKDIR, ignore_errors=True)
     for spec in specs():
         paths.kubeconfig_path(spec.name).unlink(missing_ok=True)

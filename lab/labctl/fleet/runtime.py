@@ -167,7 +167,7 @@ def run_args(m: Machine, image_ref: str, auth_keys: Path, mdir: Path) -> list[st
         "run", "-d", "--name", container_name(m.name), "--hostname", m.name,
         "--network", NETWORK, "--ip", m.address, "--network-alias", m.name,
         "--runtime", podman.RUNTIME, "--systemd", "always",
-        "--device", "/dev/fuse", "--cap-add", "SYS_ADMIN",
+        "--device", "/dev/fuse", "--cap-add", "SYS_ADMIN", "--cap-add", "NET_RAW",
         "--label", f"{LABEL}=1", "--label", f"aicluster-lab.machine={m.name}",
         "-v", f"{auth_keys}:/root/.ssh/authorized_keys:ro",
         "-v", f"{mdir / 'pci'}:/sys/bus/pci/devices:ro",
