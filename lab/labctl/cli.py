@@ -1,8 +1,11 @@
 """`lab`: bring the offline lab up, down, or report on it.
 
-    lab up        build what is missing, start both clusters (idempotent)
-    lab down      stop everything the lab started; nothing is left behind
-    lab status    clusters, versions and nodes
+    lab up [--profile demo]   build what is missing; start both clusters, the fleet of the
+                              profile and the Rancher stand-in (idempotent)
+    lab up --clusters-only    only the two Kubernetes clusters
+    lab down                  stop everything the lab started; nothing is left behind
+    lab status                clusters, machines, stand-ins
+    lab fleet ... / lab rancher ...   one part at a time
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ import argparse
 import json
 import sys
 
-from labctl import clusters, k8sbin
+from labctl import clusters, fleet, k8sbin, paths, rancher
 from labctl.waiting import WaitTimeout
 
-LAB_ERRORS = (clusters.ClusterError, k8sbin.BuildError, WaitTimeout)
+LAB_ERRORS = (clusters.ClusterError, k8sbin.BuildError, fleet.FleetError, rancher.RancherLabError, WaitTimeout)
 
 
 def _log(message: str) -> None:
@@ -23,21 +26,32 @@ def _log(message: str) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     clusters.up(log=_log)
+    if args.clusters_only:
+        return 0
+    machines = fleet.up(args.profile)
+    _log(f"fleet: {len(machines)} machines up ({args.profile}), inventory {fleet.INVENTORY_PATH}")
+    # After the fleet: the stand-in also listens on the fleet bridge, which exists from then on.
+    rancher.up(paths.kubeconfig_path("worker"), log=_log)
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    rancher.down(log=_log)
+    fleet.down()
     clusters.down(log=_log)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    report = {"clusters": clusters.status()}
+    report = {"clusters": clusters.status(), "machines": fleet.status(), "rancher": rancher.status()}
     if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        for row in report["clusters"]:
-            print("  ".join(f"{k}={v}" for k, v in row.items()))
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    for row in report["clusters"]:
+        print("cluster  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    for row in report["machines"]:
+        print("machine  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    print("rancher  " + "  ".join(f"{k}={v}" for k, v in report["rancher"].items() if k != "clusters"))
     return 0
 
 
@@ -49,12 +63,17 @@ def cmd_build(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = top.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start both clusters").set_defaults(func=cmd_up)
+    up = sub.add_parser("up", help="start the clusters, the fleet and the stand-ins")
+    up.add_argument("--profile", default="demo", help="fleet profile (lab/labctl/fleet/profiles) or a YAML path")
+    up.add_argument("--clusters-only", action="store_true", help="only the two Kubernetes clusters")
+    up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop and remove everything the lab started").set_defaults(func=cmd_down)
     status = sub.add_parser("status", help="report clusters")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
     sub.add_parser("build", help="build the control-plane binaries into the cache").set_defaults(func=cmd_build)
+    fleet.register_cli(sub)
+    rancher.register_cli(sub)
     return top
 
 

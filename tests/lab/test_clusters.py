@@ -6,7 +6,6 @@ import socket
 
 import pytest
 import yaml
-
 from labctl import cli, clusters, k8sbin, paths
 
 
