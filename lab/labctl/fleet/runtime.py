@@ -39,6 +39,9 @@ STATE_FILE = FLEET_DIR / "fleet.json"
 SSH_DIR = paths.STATE_DIR / "ssh"
 KEY_PATH = SSH_DIR / "id_ed25519"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# The Rancher stand-in's agent side: a `docker` shim that runs `docker run rancher/rancher-agent`
+# (the RKE1 join) as a systemd unit, on machines that have no Docker engine.
+DOCKER_SHIM = Path(__file__).resolve().parent.parent / "rancher" / "fixtures" / "docker"
 START_WORKERS = int(os.environ.get("LAB_FLEET_START_WORKERS", "4"))
 READY_WORKERS = 16
 READY_TIMEOUT = float(os.environ.get("LAB_FLEET_READY_TIMEOUT", "240"))
@@ -172,6 +175,8 @@ def run_args(m: Machine, image_ref: str, auth_keys: Path, mdir: Path) -> list[st
         "-v", f"{auth_keys}:/root/.ssh/authorized_keys:ro",
         "-v", f"{mdir / 'pci'}:/sys/bus/pci/devices:ro",
         "-v", f"{mdir / 'accelerators.json'}:/etc/lab-accelerators.json:ro",
+        "-v", f"{mdir / 'machine.json'}:/etc/lab-machine.json:ro",
+        "-v", f"{DOCKER_SHIM}:/usr/local/bin/docker:ro",
     ]
     for limit in podman.ULIMITS:
         args += ["--ulimit", limit]
@@ -190,6 +195,8 @@ def run_args(m: Machine, image_ref: str, auth_keys: Path, mdir: Path) -> list[st
 def _create(m: Machine, image_ref: str) -> None:
     mdir = machine_dir(m.name)
     accel.write_machine_files(m, mdir)
+    # The simulated size the Rancher stand-in's agent reports for the Node (cpu, memory).
+    (mdir / "machine.json").write_text(json.dumps({"cpu": m.cpu, "memory_gb": m.memory_gb}) + "\n")
     for script in FIXTURES.glob("*_smi.py"):
         script.chmod(0o755)
     podman.run(run_args(m, image_ref, SSH_DIR / "authorized_keys", mdir))
