@@ -78,9 +78,8 @@ def host_problems(facts, space=None, min_free_gib=None, supported=None, min_pyth
         epoch = float((facts.get("date_time") or {}).get("epoch", 0))
         skew = abs(float(control_epoch) - epoch)
         if skew > float(max_skew):
-            problems.append(
-                f"clock is {skew:.0f}s off the control host (max {float(max_skew):g}s): start chrony or systemd-timesyncd"
-            )
+            problems.append(f"clock is {skew:.0f}s off the control host (max {float(max_skew):g}s): "
+                            "start chrony or systemd-timesyncd")
     return problems
 
 

@@ -49,7 +49,8 @@ def measure(path):
     while not os.path.exists(probe):
         probe = os.path.dirname(probe) or "/"
     stats = os.statvfs(probe)
-    return {"measured": probe, "free_bytes": stats.f_bavail * stats.f_frsize, "total_bytes": stats.f_blocks * stats.f_frsize}
+    return {"measured": probe, "free_bytes": stats.f_bavail * stats.f_frsize,
+            "total_bytes": stats.f_blocks * stats.f_frsize}
 
 
 def main():
