@@ -1,11 +1,12 @@
 """`lab`: bring the offline lab up, down, or report on it.
 
     lab up [--profile demo]   build what is missing; start both clusters, the fleet of the
-                              profile and the Rancher stand-in (idempotent)
+                              profile, storage (Redis, JuiceFS mirror) and the Rancher
+                              stand-in (idempotent)
     lab up --clusters-only    only the two Kubernetes clusters
     lab down                  stop everything the lab started; nothing is left behind
     lab status                clusters, machines, stand-ins
-    lab fleet ... / lab rancher ...   one part at a time
+    lab fleet|rancher|storage ...     one part at a time
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import argparse
 import json
 import sys
 
-from labctl import clusters, fleet, k8sbin, paths, rancher
+from labctl import clusters, fleet, k8sbin, paths, rancher, storage
 from labctl.waiting import WaitTimeout
 
-LAB_ERRORS = (clusters.ClusterError, k8sbin.BuildError, fleet.FleetError, rancher.RancherLabError, WaitTimeout)
+LAB_ERRORS = (clusters.ClusterError, k8sbin.BuildError, fleet.FleetError, rancher.RancherLabError,
+              storage.StorageLabError, storage.JuiceFSBuildError, WaitTimeout)
 
 
 def _log(message: str) -> None:
@@ -30,20 +32,23 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 0
     machines = fleet.up(args.profile)
     _log(f"fleet: {len(machines)} machines up ({args.profile}), inventory {fleet.INVENTORY_PATH}")
-    # After the fleet: the stand-in also listens on the fleet bridge, which exists from then on.
+    # After the fleet: these services also listen on the fleet bridge, which exists from then on.
+    storage.up(log=_log)
     rancher.up(paths.kubeconfig_path("worker"), log=_log)
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     rancher.down(log=_log)
-    fleet.down()
+    fleet.down()  # machines unmount /data/k8s before its metadata engine goes away
+    storage.down(log=_log)
     clusters.down(log=_log)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    report = {"clusters": clusters.status(), "machines": fleet.status(), "rancher": rancher.status()}
+    report = {"clusters": clusters.status(), "machines": fleet.status(), "rancher": rancher.status(),
+              "storage": storage.status()}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -52,6 +57,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for row in report["machines"]:
         print("machine  " + "  ".join(f"{k}={v}" for k, v in row.items()))
     print("rancher  " + "  ".join(f"{k}={v}" for k, v in report["rancher"].items() if k != "clusters"))
+    print("storage  " + "  ".join(f"{k}={v}" for k, v in report["storage"].items()))
     return 0
 
 
@@ -74,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("build", help="build the control-plane binaries into the cache").set_defaults(func=cmd_build)
     fleet.register_cli(sub)
     rancher.register_cli(sub)
+    storage.register_cli(sub)
     return top
 
 
