@@ -15,7 +15,7 @@ description:
     runs C(juicefs format --no-update) once; when it already holds the volume, changes nothing.
   - Any other answer (engine unreachable, wrong password) fails the task, so an outage never
     leads to a new format. An engine holding a volume with another name fails too.
-  - Secrets never appear on a command line: the metadata password travels in E(META_PASSWORD),
+  - Secrets never appear on a command line; the metadata password travels in E(META_PASSWORD),
     the object store's secret key in E(SECRET_KEY).
   - Run it from one host (C(run_once)); C(--no-update) keeps a concurrent second format harmless.
 options:
