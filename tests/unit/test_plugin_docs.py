@@ -30,13 +30,13 @@ def test_doc_blocks_are_valid_yaml(path):
     blocks = doc_blocks(path)
     if path.parent.name == "modules":
         assert set(blocks) == {"DOCUMENTATION", "EXAMPLES", "RETURN"}, f"{path.name} lacks a doc block"
-    for name, text in blocks.items():
+    for _name, text in blocks.items():
         yaml.safe_load(text)
 
 
 @pytest.mark.parametrize("path", sorted(PLUGINS.glob("modules/*.py")), ids=lambda p: p.stem)
 def test_documented_options_match_the_code(path):
-    documented = set((yaml.safe_load(doc_blocks(path)["DOCUMENTATION"]).get("options") or {}))
+    documented = set(yaml.safe_load(doc_blocks(path)["DOCUMENTATION"]).get("options") or {})
     source = path.read_text()
     # Every documented option is named in the module source as an argument_spec key.
     missing = {o for o in documented if not re.search(rf"""["']{re.escape(o)}["']|\b{re.escape(o)}\s*=""", source)}
