@@ -18,37 +18,17 @@ import argparse
 import json
 import os
 import re
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import yaml
-from labctl import fleet, paths
+from labctl import fleet, paths, rancher
 
 REPO = paths.REPO_ROOT
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-def rancher_call(method: str, path: str) -> dict:
-    conn = json.loads((paths.STATE_DIR / "rancher" / "connection.json").read_text())
-    token = (paths.STATE_DIR / "rancher" / "api-token").read_text().strip()
-    context = ssl.create_default_context(cafile=conn["ca_path"])
-    request = urllib.request.Request(conn["url"].replace("10.77.0.1", "127.0.0.1") + path, method=method,  # noqa: S310
-                                     headers={"Authorization": f"Bearer {token}"})
-    context.check_hostname = False
-    with urllib.request.urlopen(request, context=context, timeout=30) as response:  # noqa: S310 - lab URL
-        body = response.read()
-    return json.loads(body) if body else {}
-
-
-def forget_all_nodes() -> None:
-    """Remove every registration through Rancher's API (the stand-in deletes the Nodes too)."""
-    for node in rancher_call("GET", "/v3/nodes").get("data", []):
-        rancher_call("DELETE", f"/v3/nodes/{node['id']}")
 
 
 def profile_of(size: int, source: str = "bench50") -> Path:
@@ -84,14 +64,14 @@ def playbook(*extra: str) -> dict:
 
 
 def run_size(size: int) -> dict:
-    forget_all_nodes()
+    rancher.forget_nodes()
     fleet.down()
     fleet.up(str(profile_of(size)))
     first = playbook()
     rerun = playbook()
     new = fleet.add(f"scale-new-{size}", "T4", 2)
     add = playbook("--limit", new.name)
-    forget_all_nodes()
+    rancher.forget_nodes()
     first.pop("hosts_with_tasks")
     rerun.pop("hosts_with_tasks")
     add["hosts"] = add.pop("hosts_with_tasks")  # add-node must touch the new machine (and the control host) only
@@ -120,7 +100,7 @@ def main() -> None:
     }
     print(json.dumps(summary, indent=2))
     if not args.keep:
-        forget_all_nodes()
+        rancher.forget_nodes()
         fleet.down()
         fleet.up("demo")
 

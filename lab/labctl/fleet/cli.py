@@ -43,6 +43,12 @@ def _add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove(args: argparse.Namespace) -> int:
+    from .runtime import remove
+    remove(args.name)
+    return 0
+
+
 def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``fleet {up,down,status,add}`` to an argparse subparsers object.
 
@@ -62,6 +68,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--model", default="", help="accelerator model (A100, A100-80GB, H100, T4, 910B, 310P); none = CPU")
     p.add_argument("--count", type=int, default=0, help="number of accelerators")
     p.set_defaults(func=_add)
+    p = sub.add_parser("remove", help="take one machine out of the running fleet")
+    p.add_argument("name")
+    p.set_defaults(func=_remove)
     return fleet
 
 

@@ -324,6 +324,22 @@ def add(name: str, model: str = "", count: int = 0, log: Log | None = None) -> M
         return m
 
 
+def remove(name: str, log: Log | None = None) -> None:
+    """Take one machine out of the running fleet (the counterpart of ``add``)."""
+    log = log or _default_log
+    with _locked():
+        state = load_state()
+        machines = [Machine.from_dict(d) for d in state.get("machines", [])]
+        if not any(m.name == name for m in machines):
+            raise FleetError(f"machine {name!r} is not in the fleet")
+        podman.run(["rm", "--force", "--time", "0", container_name(name)], timeout=120)
+        shutil.rmtree(machine_dir(name), ignore_errors=True)
+        machines = [m for m in machines if m.name != name]
+        _save_state(state["profile"], machines, state.get("image", ""))
+        inventory.write_inventory(machines, KEY_PATH)
+        log(f"removed machine {name}")
+
+
 def down(log: Log | None = None) -> None:
     log = log or _default_log
     with _locked():

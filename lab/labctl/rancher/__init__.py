@@ -77,6 +77,32 @@ def _ping(host: str, port: int, ca: Path) -> bool:
         return resp.status == 200 and resp.read() == b"pong"
 
 
+def api_call(method: str, path: str) -> dict:
+    """Call the running stand-in's API over loopback with the lab's API token."""
+    f = _files()
+    info = status()
+    if not info.get("running"):
+        raise RancherLabError("rancher stand-in is not running: `lab rancher up`")
+    ctx = ssl.create_default_context(cafile=str(f["ca"]))
+    request = urllib.request.Request(
+        f"https://127.0.0.1:{info['port']}{path}", method=method,
+        headers={"Authorization": f"Bearer {f['token'].read_text().strip()}"})
+    with urllib.request.urlopen(request, context=ctx, timeout=30) as resp:  # noqa: S310
+        body = resp.read()
+    return json.loads(body) if body else {}
+
+
+def forget_nodes(names: set[str] | None = None) -> list[str]:
+    """Delete registrations (all, or those with these node names) through the API, as an
+    operator would in Rancher's UI; the stand-in deletes their Nodes too. Lab resets use it."""
+    gone = []
+    for node in api_call("GET", "/v3/nodes").get("data", []):
+        if names is None or node.get("nodeName") in names or node.get("hostname") in names:
+            api_call("DELETE", f"/v3/nodes/{node['id']}")
+            gone.append(node.get("nodeName") or node["id"])
+    return gone
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
