@@ -39,9 +39,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    rancher.down(log=_log)
+    # A lab that is down is gone: the next `lab up` starts from bare machines, empty
+    # clusters, an unformatted volume and a Rancher that knows no nodes.
+    rancher.down(log=_log, purge=True)
     fleet.down()  # machines unmount /data/k8s before its metadata engine goes away
-    storage.down(log=_log)
+    storage.down(log=_log, purge=True)
     clusters.down(log=_log)
     return 0
 

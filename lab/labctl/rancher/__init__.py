@@ -231,8 +231,9 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def down(log=None) -> None:
-    """Stop the stand-in; leaves no process and no listening port. State is kept."""
+def down(log=None, purge: bool = False) -> None:
+    """Stop the stand-in; leaves no process and no listening port. State is kept unless
+    ``purge``, which forgets clusters, tokens and registrations (the CA and API token stay)."""
     say = log or (lambda m: None)
     f = _files()
     pid = _our_pid()
@@ -242,10 +243,18 @@ def down(log=None) -> None:
         say(f"rancher: stand-in (pid {pid}) stopped")
         port = server.get("port")
         for host in server.get("bound", []):
-            if port:
+            if port and _address_is_local(host):
                 wait_for(lambda h=host: _port_free(h, port), STOP_TIMEOUT, f"port {port} on {host} to be released")
     f["pid"].unlink(missing_ok=True)
     f["server"].unlink(missing_ok=True)
+    if purge:
+        (state_dir() / "state.json").unlink(missing_ok=True)
+
+
+def _address_is_local(host: str) -> bool:
+    from labctl.rancher.server import address_is_local
+
+    return address_is_local(host)
 
 
 def status() -> dict:

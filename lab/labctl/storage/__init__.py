@@ -399,7 +399,8 @@ def down(log=None, purge: bool = False) -> None:
         info = _read_json(f["mirror_json"])
         _stop(mpid, "mirror stand-in")
         say(f"storage: mirror stand-in (pid {mpid}) stopped")
-        for h in info.get("bound", []):
+        # An address that left with the fleet bridge holds no port any more.
+        for h in (h for h in info.get("bound", []) if address_is_local(h)):
             wait_for(lambda h=h: port_free(h, info["port"]), STOP_TIMEOUT, f"port {info['port']} on {h} to be released")
     rpid = redis_pid()
     if rpid is not None:
