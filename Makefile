@@ -38,5 +38,5 @@ integration:
 
 molecule:
 	@set -e; for role in $(ROLES_WITH_MOLECULE); do \
-	  echo "== molecule: $$role"; (cd $$role && molecule test); \
+	  echo "== molecule: $$role"; (cd $$role && molecule reset && molecule test); \
 	done
