@@ -26,15 +26,13 @@ class FakeCoreV1Api:
     def list_node(self, **kwargs):
         with self._lock:
             self.list_calls += 1
+            assert kwargs.get("_preload_content") is False, "the module reads raw JSON"
             items = [
-                SimpleNamespace(metadata=SimpleNamespace(
-                    name=name,
-                    labels=copy.deepcopy(meta.get("labels")) or None,
-                    annotations=copy.deepcopy(meta.get("annotations")) or None,
-                ))
+                {"metadata": {"name": name, "labels": meta.get("labels") or None,
+                              "annotations": meta.get("annotations") or None}}
                 for name, meta in sorted(self.nodes.items())
             ]
-        return SimpleNamespace(items=items)
+        return SimpleNamespace(data=json.dumps({"items": copy.deepcopy(items)}).encode())
 
     def patch_node(self, name, body, **kwargs):
         with self._lock:
