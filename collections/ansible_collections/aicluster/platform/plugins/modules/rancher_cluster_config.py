@@ -18,29 +18,6 @@ description:
     needs the bind (rancher/rancher#14836).
   - Same connection options and CA checksum model as M(aicluster.platform.rancher_registration).
 options:
-  url:
-    description: Rancher server URL (C(https://...)).
-    type: str
-    required: true
-  api_token:
-    description: Rancher API key, sent as a Bearer token. Never logged.
-    type: str
-    required: true
-  ca_checksum:
-    description: sha256 of C(<url>/cacerts); when set, that CA is verified and pinned.
-    type: str
-    default: ""
-  ca_path:
-    description: CA bundle to verify Rancher with when O(ca_checksum) is empty.
-    type: path
-  validate_certs:
-    description: Verify Rancher's certificate when O(ca_checksum) is empty.
-    type: bool
-    default: true
-  timeout:
-    description: Seconds per HTTP request.
-    type: int
-    default: 30
   cluster_name:
     description: Name of the RKE1 cluster.
     type: str
@@ -52,6 +29,8 @@ options:
     required: true
 author:
   - AI cluster platform maintainers
+extends_documentation_fragment:
+  - aicluster.platform.rancher
 """
 
 EXAMPLES = r"""

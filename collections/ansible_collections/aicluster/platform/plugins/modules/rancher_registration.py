@@ -20,32 +20,6 @@ description:
     per machine whether it is a member (node in Rancher AND its local agent active, as probed by the caller).
   - Run it once, on the control host, for all machines of the play.
 options:
-  url:
-    description: Rancher server URL (C(https://...)).
-    type: str
-    required: true
-  api_token:
-    description: Rancher API key (C(token-xxxxx:secret)), sent as a Bearer token. Never logged.
-    type: str
-    required: true
-  ca_checksum:
-    description:
-      - sha256 (hex) of the bytes Rancher serves at C(/cacerts), as in Rancher's C(--ca-checksum).
-      - When set, C(/cacerts) is fetched without verification, must match, and is then the only CA trusted.
-      - Empty means the server's certificate must be trusted by the control host (O(ca_path) or the system store).
-    type: str
-    default: ""
-  ca_path:
-    description: CA bundle to verify Rancher with when O(ca_checksum) is empty.
-    type: path
-  validate_certs:
-    description: Verify Rancher's certificate when O(ca_checksum) is empty. Only for throw-away test servers.
-    type: bool
-    default: true
-  timeout:
-    description: Seconds per HTTP request.
-    type: int
-    default: 30
   cluster_name:
     description: Name of the Rancher cluster to join (as shown in Rancher's UI).
     type: str
@@ -105,6 +79,8 @@ options:
         type: str
 author:
   - AI cluster platform maintainers
+extends_documentation_fragment:
+  - aicluster.platform.rancher
 """
 
 EXAMPLES = r"""
