@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -191,22 +190,12 @@ def _running(name: str) -> bool:
         return False
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _start(spec: ClusterSpec, bindir: Path, known: set[str]) -> str:
     """Start or create one cluster's processes; returns what was done."""
     kubeconfig = paths.kubeconfig_path(spec.name)
     if spec.name in known and kubeconfig.is_file() and _running(spec.name):
         return "already up"
-    if not _port_free(spec.apiserver_port):
+    if not procs.port_free("127.0.0.1", spec.apiserver_port):
         raise ClusterError(
             f"port 127.0.0.1:{spec.apiserver_port} for cluster {spec.name}'s kube-apiserver is in use by another "
             f"process; free it or change apiserver_port in {CONFIG_FILE}")

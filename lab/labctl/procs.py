@@ -1,8 +1,74 @@
-"""Processes and listening ports the lab owns, read from /proc (no ss/lsof needed)."""
+"""Processes, addresses and ports of the lab's services: one place for the helpers every
+lab service (clusters, Rancher stand-in, storage) needs. Read from /proc; no ss/lsof needed."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import os
+import signal
+import socket
 from pathlib import Path
+
+from labctl.waiting import WaitTimeout, wait_for
+
+
+def address_is_local(host: str) -> bool:
+    """True if ``host`` is an address of this machine (binding it does not fail with EADDRNOTAVAIL)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, 0))
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return False
+            raise
+    return True
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def read_json(path: Path) -> dict:
+    """A service's small JSON state file, or {} when it is missing or half-written."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def stop(pid: int, what: str, timeout: float) -> None:
+    """SIGTERM, wait for the process to go, SIGKILL if it does not within ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+
+    def gone() -> bool:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return not alive(pid)
+
+    try:
+        wait_for(gone, timeout, f"{what} (pid {pid}) to stop")
+    except WaitTimeout:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        wait_for(gone, 5, f"{what} (pid {pid}) to die")
 
 
 def processes_matching(marker: str) -> list[int]:

@@ -17,11 +17,8 @@ State under ``STATE_DIR/rancher``: ``ca.pem`` (lab CA; ``--ca-checksum`` is its 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -29,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from labctl import paths
+from labctl.procs import address_is_local, port_free, read_json, stop
 from labctl.waiting import WaitTimeout, wait_for
 
 DEFAULT_PORT = 8443
@@ -50,13 +48,6 @@ def _files() -> dict[str, Path]:
     d = state_dir()
     return {"pid": d / "server.pid", "log": d / "server.log", "token": d / "api-token", "ca": d / "ca.pem",
             "server": d / "server.json", "connection": d / "connection.json"}
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _our_pid() -> int | None:
@@ -103,16 +94,6 @@ def forget_nodes(names: set[str] | None = None) -> list[str]:
     return gone
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _ensure_api_token() -> str:
     from labctl.rancher.api import new_api_token
 
@@ -143,7 +124,6 @@ def up(worker_kubeconfig: Path | None = None, bind_hosts: tuple[str, ...] = DEFA
     ``waiting_for_address`` (bind hosts not on this host yet, e.g. the fleet bridge).
     """
     from labctl.rancher.pki import ensure_pki
-    from labctl.rancher.server import address_is_local
 
     say = log or (lambda m: None)
     worker_kubeconfig = Path(worker_kubeconfig or paths.kubeconfig_path("worker"))
@@ -157,7 +137,7 @@ def up(worker_kubeconfig: Path | None = None, bind_hosts: tuple[str, ...] = DEFA
         hosts = list(dict.fromkeys(bind_hosts))
         missing = [h for h in hosts if not address_is_local(h)]
         for h in hosts:
-            if h not in missing and not _port_free(h, port):
+            if h not in missing and not port_free(h, port):
                 raise RancherLabError(f"rancher stand-in: port {port} on {h} is already in use by another process")
         if missing:
             say(f"rancher: {', '.join(missing)} is not an address on this host yet; serving "
@@ -183,7 +163,7 @@ def up(worker_kubeconfig: Path | None = None, bind_hosts: tuple[str, ...] = DEFA
         def ready() -> bool:
             if proc.poll() is not None:
                 raise RancherLabError(f"rancher stand-in exited ({proc.returncode}): {_log_tail()}")
-            return _read_json(f["server"]).get("pid") == proc.pid and (probe is None or _ping(probe, port, f["ca"]))
+            return read_json(f["server"]).get("pid") == proc.pid and (probe is None or _ping(probe, port, f["ca"]))
 
         try:
             wait_for(ready, START_TIMEOUT, "the Rancher stand-in to answer /ping")
@@ -191,7 +171,7 @@ def up(worker_kubeconfig: Path | None = None, bind_hosts: tuple[str, ...] = DEFA
             f["pid"].unlink(missing_ok=True)
             raise
         except WaitTimeout as exc:
-            _stop(proc.pid)
+            stop(proc.pid, "rancher stand-in", STOP_TIMEOUT)
             raise RancherLabError(f"rancher stand-in did not start: {exc}") from None
         say(f"rancher: stand-in up at {url} (pid {proc.pid})")
     info = status()
@@ -205,67 +185,34 @@ def up(worker_kubeconfig: Path | None = None, bind_hosts: tuple[str, ...] = DEFA
     return result
 
 
-def _stop(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-
-    def gone() -> bool:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        return not Path(f"/proc/{pid}").exists() or _zombie(pid)
-
-    try:
-        wait_for(gone, STOP_TIMEOUT, f"rancher stand-in (pid {pid}) to stop")
-    except WaitTimeout:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        wait_for(gone, 5, f"rancher stand-in (pid {pid}) to die")
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def down(log=None, purge: bool = False) -> None:
     """Stop the stand-in; leaves no process and no listening port. State is kept unless
     ``purge``, which forgets clusters, tokens and registrations (the CA and API token stay)."""
     say = log or (lambda m: None)
     f = _files()
     pid = _our_pid()
-    server = _read_json(f["server"])
+    server = read_json(f["server"])
     if pid is not None:
-        _stop(pid)
+        stop(pid, "rancher stand-in", STOP_TIMEOUT)
         say(f"rancher: stand-in (pid {pid}) stopped")
         port = server.get("port")
         for host in server.get("bound", []):
-            if port and _address_is_local(host):
-                wait_for(lambda h=host: _port_free(h, port), STOP_TIMEOUT, f"port {port} on {host} to be released")
+            if port and address_is_local(host):
+                wait_for(lambda h=host: port_free(h, port), STOP_TIMEOUT, f"port {port} on {host} to be released")
     f["pid"].unlink(missing_ok=True)
     f["server"].unlink(missing_ok=True)
     if purge:
         (state_dir() / "state.json").unlink(missing_ok=True)
 
 
-def _address_is_local(host: str) -> bool:
-    from labctl.rancher.server import address_is_local
-
-    return address_is_local(host)
-
-
 def status() -> dict:
     f = _files()
     pid = _our_pid()
-    server = _read_json(f["server"]) if pid else {}
-    state = _read_json(state_dir() / "state.json")
+    server = read_json(f["server"]) if pid else {}
+    state = read_json(state_dir() / "state.json")
     clusters = {c["name"]: c["id"] for c in state.get("clusters", {}).values()}
     waiting = server.get("waiting_for_address", [])
     if waiting:
-        from labctl.rancher.server import address_is_local
 
         waiting = [h for h in waiting if not address_is_local(h)]
     return {

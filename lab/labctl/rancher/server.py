@@ -19,6 +19,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from labctl.procs import address_is_local
 from labctl.rancher.api import DEFAULT_CLUSTERS, StandIn
 
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
@@ -92,18 +93,6 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(cert), str(key))
     return ctx
-
-
-def address_is_local(host: str) -> bool:
-    """True if ``host`` is an address of this machine (binding it does not fail with EADDRNOTAVAIL)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, 0))
-        except OSError as exc:
-            if exc.errno == errno.EADDRNOTAVAIL:
-                return False
-            raise
-    return True
 
 
 def serve(servers: list[StandInServer]) -> None:

@@ -18,13 +18,10 @@ State under ``STATE_DIR/storage`` (0700): ``redis-password`` (0600), ``redis.con
 from __future__ import annotations
 
 import argparse
-import contextlib
-import errno
 import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from labctl import paths
+from labctl.procs import address_is_local, alive, port_free, read_json, stop
 from labctl.storage import binary
 from labctl.storage.binary import JuiceFSBuildError
 from labctl.waiting import WaitTimeout, wait_for
@@ -62,36 +60,6 @@ def _files() -> dict[str, Path]:
     }
 
 
-# ----------------------------------------------------------------------- helpers
-def address_is_local(host: str) -> bool:
-    """True if ``host`` is an address of this machine."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, 0))
-        except OSError as exc:
-            if exc.errno == errno.EADDRNOTAVAIL:
-                return False
-            raise
-    return True
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -106,18 +74,10 @@ def _pid_from(path: Path) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def redis_pid() -> int | None:
     """PID of the lab's Redis started from this checkout's state dir (its working dir is the data dir)."""
     pid = _pid_from(_files()["redis_pid"])
-    if pid is None or not _alive(pid):
+    if pid is None or not alive(pid):
         return None
     try:
         cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
@@ -129,7 +89,7 @@ def redis_pid() -> int | None:
 
 def mirror_pid() -> int | None:
     pid = _pid_from(_files()["mirror_pid"])
-    if pid is None or not _alive(pid):
+    if pid is None or not alive(pid):
         return None
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -166,23 +126,6 @@ def _log_tail(path: Path) -> str:
     except OSError:
         return ""
     return lines[-1] if lines else ""
-
-
-def _stop(pid: int, what: str) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-
-    def gone() -> bool:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return not _alive(pid)
-
-    try:
-        wait_for(gone, STOP_TIMEOUT, f"{what} (pid {pid}) to stop")
-    except WaitTimeout:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        wait_for(gone, 5, f"{what} (pid {pid}) to die")
 
 
 def _check_ports(hosts: list[str], port: int, what: str) -> None:
@@ -248,7 +191,7 @@ def _start_redis(hosts: list[str], port: int, say) -> int:
         f["redis_pid"].unlink(missing_ok=True)
         raise
     except WaitTimeout as exc:
-        _stop(proc.pid, "redis-server")
+        stop(proc.pid, "redis-server", STOP_TIMEOUT)
         f["redis_pid"].unlink(missing_ok=True)
         raise StorageLabError(f"storage: redis did not start: {exc}") from None
     say(f"storage: redis up on {', '.join(hosts)} port {port} (pid {proc.pid})")
@@ -295,7 +238,7 @@ def _start_mirror(hosts: list[str], port: int, probe_path: str, say) -> int:
     def ready() -> bool:
         if proc.poll() is not None:
             raise StorageLabError(f"storage: mirror stand-in exited ({proc.returncode}): {_log_tail(f['mirror_log'])}")
-        return _read_json(f["mirror_json"]).get("pid") == proc.pid and all(
+        return read_json(f["mirror_json"]).get("pid") == proc.pid and all(
             _http_ok(f"http://{h}:{port}/{probe_path}") for h in hosts)
 
     try:
@@ -304,7 +247,7 @@ def _start_mirror(hosts: list[str], port: int, probe_path: str, say) -> int:
         f["mirror_pid"].unlink(missing_ok=True)
         raise
     except WaitTimeout as exc:
-        _stop(proc.pid, "mirror stand-in")
+        stop(proc.pid, "mirror stand-in", STOP_TIMEOUT)
         f["mirror_pid"].unlink(missing_ok=True)
         raise StorageLabError(f"storage: mirror stand-in did not start: {exc}") from None
     say(f"storage: mirror stand-in up on {', '.join(hosts)} port {port} (pid {proc.pid})")
@@ -347,7 +290,7 @@ def up(log=None, fleet_address: str = FLEET_HOST_ADDRESS, redis_port: int = REDI
     if mpid is None:
         mpid = _start_mirror(hosts, mirror_port, rel.rsplit("/", 1)[0] + "/juicefs.sha256", say)
     else:
-        mirror_port = _read_json(f["mirror_json"]).get("port", mirror_port)
+        mirror_port = read_json(f["mirror_json"]).get("port", mirror_port)
     base = f"{fleet_address}:{redis_port}"
     result = {
         "meta_url": f"redis://{base}/{META_DB}",
@@ -396,8 +339,8 @@ def down(log=None, purge: bool = False) -> None:
     f = _files()
     mpid = mirror_pid()
     if mpid is not None:
-        info = _read_json(f["mirror_json"])
-        _stop(mpid, "mirror stand-in")
+        info = read_json(f["mirror_json"])
+        stop(mpid, "mirror stand-in", STOP_TIMEOUT)
         say(f"storage: mirror stand-in (pid {mpid}) stopped")
         # An address that left with the fleet bridge holds no port any more.
         for h in (h for h in info.get("bound", []) if address_is_local(h)):
@@ -405,7 +348,7 @@ def down(log=None, purge: bool = False) -> None:
     rpid = redis_pid()
     if rpid is not None:
         port = _redis_port_from_conf()
-        _stop(rpid, "redis-server")
+        stop(rpid, "redis-server", STOP_TIMEOUT)
         say(f"storage: redis (pid {rpid}) stopped")
         for h in _bound_from_conf():
             if port and address_is_local(h):
@@ -420,13 +363,13 @@ def down(log=None, purge: bool = False) -> None:
 def status() -> dict:
     f = _files()
     rpid, mpid = redis_pid(), mirror_pid()
-    conn = _read_json(f["connection"])
+    conn = read_json(f["connection"])
     return {
         "running": rpid is not None and mpid is not None,
         "redis": {"running": rpid is not None, "pid": rpid, "port": _redis_port_from_conf() if rpid else None,
                   "bound": _bound_from_conf() if rpid else []},
         "mirror": {"running": mpid is not None, "pid": mpid,
-                   "port": _read_json(f["mirror_json"]).get("port") if mpid else None},
+                   "port": read_json(f["mirror_json"]).get("port") if mpid else None},
         "juicefs": {"built": binary.is_built(), "path": str(binary.binary_path()), "version": binary.version()},
         "meta_url": conn.get("meta_url"), "bucket_url": conn.get("bucket_url"),
         "juicefs_url": conn.get("juicefs_url"),
