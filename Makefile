@@ -36,7 +36,9 @@ unit:
 integration:
 	$(PYTEST) -q -m lab tests/integration
 
+# The chain scenario (molecule/default: site.yml on a fresh lab) first, then each role's own.
 molecule:
+	molecule reset && molecule test
 	@set -e; for role in $(ROLES_WITH_MOLECULE); do \
 	  echo "== molecule: $$role"; (cd $$role && molecule reset && molecule test); \
 	done
