@@ -13,6 +13,7 @@ import subprocess
 import pytest
 from kubernetes import client as k8s
 from labctl import clusters, fleet, paths, rancher
+from labctl.fleet.runtime import container_name
 
 pytestmark = pytest.mark.lab
 REPO = paths.REPO_ROOT
@@ -27,7 +28,22 @@ def playbook(*args: str) -> tuple[int, dict[str, dict[str, int]], str]:
                             cwd=REPO, env=env, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
     recap = {m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3)), "unreachable": int(m.group(4)),
                           "failed": int(m.group(5))} for m in RECAP.finditer(result.stdout)}
-    return result.returncode, recap, result.stdout[-6000:]
+    return result.returncode, recap, result.stdout + result.stderr
+
+
+def on_machine(name: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", "exec", container_name(name), *argv], capture_output=True, text=True,
+                          check=False)
+
+
+def lab_secrets() -> dict[str, str]:
+    state = paths.STATE_DIR
+    secrets = {"Rancher API token": (state / "rancher" / "api-token").read_text().strip(),
+               "storage password": (state / "storage" / "redis-password").read_text().strip()}
+    for token in rancher.api_call("GET", "/v3/clusterregistrationtokens").get("data") or []:
+        secrets[f"registration token {token['id']}"] = token["token"]
+    assert all(len(v) >= 16 for v in secrets.values()), "a lab secret is too short to search for"
+    return secrets
 
 
 def worker_nodes() -> dict[str, k8s.V1Node]:
@@ -56,9 +72,13 @@ def bare_fleet():
 def test_bootstrap_from_zero_then_idempotent_then_add_and_remove_a_node(bare_fleet):
     names = set(bare_fleet)
 
-    rc, recap, out = playbook("site.yml")
-    assert rc == 0, out
+    # From zero, at -vvv: no secret of the lab (Rancher API token, registration tokens, storage
+    # password) appears anywhere in the output, though every join passes a registration token.
+    rc, recap, out = playbook("site.yml", "-vvv")
+    assert rc == 0, out[-6000:]
     assert set(recap) == names
+    for label, secret in lab_secrets().items():
+        assert secret not in out, f"the {label} appears in the -vvv output"
     assert all(r["failed"] == 0 and r["unreachable"] == 0 and r["changed"] > 0 for r in recap.values()), recap
     nodes = worker_nodes()
     assert names <= set(nodes)
@@ -69,13 +89,33 @@ def test_bootstrap_from_zero_then_idempotent_then_add_and_remove_a_node(bare_fle
     assert nodes["npu-910b-1"].metadata.labels["accelerator"] == "huawei-Ascend910"
 
     rc, recap, out = playbook("site.yml")
-    assert rc == 0, out
+    assert rc == 0, out[-6000:]
     assert {h: r["changed"] for h, r in recap.items()} == dict.fromkeys(names, 0), out
 
     fleet.add(NEW, "T4", 2)
     labels_before = {n: node.metadata.labels for n, node in worker_nodes().items() if n in names}
+
+    # Dry run of the add-node on a machine that never joined: exit 0, report the storage set-up,
+    # the join and the labels to come, change nothing.
+    rc, recap, out = playbook("site.yml", "--check", "--diff", "--limit", NEW)
+    assert rc == 0, out[-6000:]
+    assert set(recap) == {NEW}, sorted(recap)
+    assert recap[NEW]["changed"] > 0, out
+    assert f"would join {NEW} to worker" in out, out
+    assert f"Node {NEW} ({NEW}) does not exist yet" in out and '"gpu-type": "T4"' in out, out
+    assert NEW not in worker_nodes()
+    assert on_machine(NEW, "findmnt", "-n", "/data/k8s").returncode != 0, "the dry run mounted storage"
+
+    # One stage on the new machine only: storage, and nothing else (no join yet).
+    rc, recap, out = playbook("site.yml", "--limit", NEW, "--tags", "storage")
+    assert rc == 0, out[-6000:]
+    assert set(recap) == {NEW} and recap[NEW]["changed"] > 0, out
+    assert "TASK [rancher_worker" not in out and "TASK [node_labels" not in out, out
+    assert "fuse.juicefs" in on_machine(NEW, "findmnt", "-n", "-o", "FSTYPE", "/data/k8s").stdout
+    assert NEW not in worker_nodes()
+
     rc, recap, out = playbook("site.yml", "--limit", NEW)
-    assert rc == 0, out
+    assert rc == 0, out[-6000:]
     assert set(recap) == {NEW}, f"tasks ran on other machines: {sorted(recap)}"
     assert recap[NEW]["changed"] > 0
     nodes = worker_nodes()
@@ -84,11 +124,21 @@ def test_bootstrap_from_zero_then_idempotent_then_add_and_remove_a_node(bare_fle
     assert {n: nodes[n].metadata.labels for n in names} == labels_before
 
     rc, recap, out = playbook("site.yml", "--check", "--diff")
-    assert rc == 0, out
+    assert rc == 0, out[-6000:]
     assert all(r["changed"] == 0 for r in recap.values()), out
 
+    # One stage on the whole fleet: a managed label removed by hand comes back with --tags labels,
+    # and no other stage runs.
+    core = k8s.CoreV1Api(clusters.api_client("worker"))
+    core.patch_node("gpu-a100-1", {"metadata": {"labels": {"train": None}}})
+    rc, recap, out = playbook("site.yml", "--tags", "labels")
+    assert rc == 0, out[-6000:]
+    assert "TASK [data_storage" not in out and "TASK [rancher_worker" not in out, out
+    assert "TASK [node_labels" in out, out
+    assert worker_nodes()["gpu-a100-1"].metadata.labels.get("train") == "true"
+
     rc, recap, out = playbook("playbooks/remove_node.yml", "--limit", NEW, "-e", "remove_node_confirm=true")
-    assert rc == 0, out
+    assert rc == 0, out[-6000:]
     assert set(recap) <= {NEW, "localhost"}
     assert NEW not in worker_nodes()
     fleet.remove(NEW)
