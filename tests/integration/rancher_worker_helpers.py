@@ -28,8 +28,6 @@ PLAYBOOK = """---
       vars:
         rancher_worker_labels: {aicluster.io/pool: inference, aicluster.io/joined-by: integration-test}
         rancher_worker_ready_timeout: 90
-        rancher_worker_registration_token: >-
-          {{ test_bad_token | default('') if inventory_hostname == test_fail_host | default('') else '' }}
 """
 
 
@@ -88,6 +86,18 @@ def rancher_get(path: str):
 def rancher_nodes(cluster: str = "worker") -> dict[str, dict]:
     cid = rancher()["clusters"][cluster]
     return {n["nodeName"]: n for n in rancher_get(f"/v3/nodes?clusterId={cid}")["data"]}
+
+
+def on_hosts(hosts: list[str], argv: str) -> subprocess.CompletedProcess:
+    """Run a command on lab machines (ansible ad hoc, the inventory's SSH settings); its rc is not checked."""
+    cmd = [str(BIN / "ansible"), ",".join(hosts), "-i", str(INVENTORY), "-o", "-m", "ansible.builtin.command",
+           "-a", argv]
+    return subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120, check=False)
+
+
+def registration_tokens(cluster: str = "worker") -> list[str]:
+    cid = rancher()["clusters"][cluster]
+    return [t["token"] for t in rancher_get(f"/v3/clusterregistrationtokens?clusterId={cid}")["data"] if t.get("token")]
 
 
 def agent_states(hosts: list[str], unit: str = "rancher-system-agent") -> dict[str, str]:

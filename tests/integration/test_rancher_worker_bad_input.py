@@ -2,9 +2,9 @@
 
 Each case runs ansible-playbook with a temporary extra-vars file on two machines of the lab
 fleet (RANCHER_WORKER_TEST_HOSTS), then checks that Rancher has no node for them and their
-agent is not running. The mid-join case makes one machine's join fail (a bad registration
-token for that host only): the other converges, a re-run finishes the first; both are
-removed again through playbooks/remove_node.yml.
+agent is not running. The mid-join case makes one machine's join fail (a regular file where the
+installer creates /etc/rancher/agent, on that machine only): the other converges, a re-run
+finishes the first; both are removed again through playbooks/remove_node.yml.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from rancher_worker_helpers import (
     PLAYBOOK,
     TEST_HOSTS,
     agent_states,
+    on_hosts,
     rancher,
     rancher_nodes,
     recap,
+    registration_tokens,
     remove,
     run_playbook,
 )
@@ -65,15 +67,23 @@ def test_bad_input_fails_clearly_and_changes_nothing(tmp_path, case):
     assert_nothing_joined()
 
 
+BLOCKER = "/etc/rancher/agent"  # the installer's config directory; a regular file there makes it fail
+
+
 def test_machine_failing_mid_join_then_rerun_finishes(tmp_path):
     bad, good = TEST_HOSTS[0], TEST_HOSTS[1]
-    first = run_playbook(tmp_path, PLAYBOOK, TEST_HOSTS,
-                         {"test_fail_host": bad, "test_bad_token": "notaregistrationtoken"})
+    on_hosts([bad], "mkdir -p /etc/rancher")
+    on_hosts([bad], f"touch {BLOCKER}")
+    try:
+        first = run_playbook(tmp_path, PLAYBOOK, TEST_HOSTS)
+    finally:
+        on_hosts([bad], f"find {BLOCKER} -maxdepth 0 -type f -delete")  # only the blocker, never a real directory
     output = first.stdout + first.stderr
     assert first.returncode != 0
     assert f"The registration of {bad} failed" in output, output[-3000:]
-    assert "rejected the registration token" in output
-    assert "notaregistrationtoken" not in output  # masked, like the real token
+    assert BLOCKER in output  # the installer's own error reaches the message
+    assert not any(token in output for token in registration_tokens())  # masked, never shown
+    assert rancher()["token"] not in output
     rec = recap(output)
     assert rec[bad]["failed"] == 1 and rec[good]["failed"] == 0 and rec[good]["changed"] > 0
     nodes = rancher_nodes()
@@ -86,3 +96,4 @@ def test_machine_failing_mid_join_then_rerun_finishes(tmp_path):
     assert rec[bad]["changed"] > 0 and rec[good]["changed"] == 0
     assert {bad, good} <= set(rancher_nodes())
     assert set(agent_states(TEST_HOSTS).values()) == {"active"}
+

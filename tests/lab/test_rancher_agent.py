@@ -7,6 +7,7 @@ Run against the in-process stand-in with a stubbed ``systemctl`` and an install 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -75,11 +76,14 @@ def test_served_install_script_is_the_fixture(rancher):
     assert status == 200 and body.startswith(b"#!/usr/bin/env python3")
 
 
-def _install(rancher, machine, *args: str, checksum: str | None = None, token: str | None = None):
+def _install(rancher, machine, *args: str, checksum: str | None = None, token: str | None = None,
+             token_in_env: bool = False):
     script = rancher.request("GET", "/system-agent-install.sh", token=None, raw=True)[1]
+    token = token or _token(rancher, "worker")
+    env = dict(machine["env"], CATTLE_TOKEN=token) if token_in_env else machine["env"]
     argv = ["sh", "-s", "-", "--server", rancher.url, "--label", "cattle.io/os=linux",
-            "--token", token or _token(rancher, "worker"), "--ca-checksum", checksum or rancher.ca_checksum, *args]
-    return subprocess.run(argv, input=script, env=machine["env"], capture_output=True, timeout=60, check=False)
+            *([] if token_in_env else ["--token", token]), "--ca-checksum", checksum or rancher.ca_checksum, *args]
+    return subprocess.run(argv, input=script, env=env, capture_output=True, timeout=60, check=False)
 
 
 def test_install_script_parses_flags_and_installs(rancher, machine):
@@ -104,6 +108,23 @@ def test_install_script_parses_flags_and_installs(rancher, machine):
     calls = machine["log"].read_text().splitlines()
     assert "daemon-reload" in calls and "restart rancher-system-agent" in calls
     assert rancher.sink.nodes == {}  # the script only installs; the agent registers
+
+
+def test_install_script_takes_the_token_from_the_environment(rancher, machine):
+    """As Rancher's script does when --token is absent: the role keeps the token off the command line."""
+    token = _token(rancher, "worker")
+    result = _install(rancher, machine, "--worker", "--node-name", "gpu-t4-1", token_in_env=True)
+    assert result.returncode == 0, result.stderr.decode()
+    cfg = dict(line.split("=", 1) for line in (machine["root"] / "etc/rancher/agent/config").read_text().splitlines()
+               if "=" in line and line[0] != "#")
+    assert cfg["CATTLE_TOKEN"] == token and cfg["CATTLE_NODE_NAME"] == "gpu-t4-1"
+    # neither flag nor variable: refused
+    env = {k: v for k, v in machine["env"].items() if k != "CATTLE_TOKEN"}
+    script = rancher.request("GET", "/system-agent-install.sh", token=None, raw=True)[1]
+    missing = subprocess.run(["sh", "-s", "-", "--server", rancher.url, "--worker"], input=script, env=env,
+                             capture_output=True, timeout=60, check=False)
+    assert missing.returncode == 1
+    assert b"--token (or CATTLE_TOKEN in the environment) is required" in missing.stderr
 
 
 def test_install_script_rejects_wrong_checksum(rancher, machine):
@@ -167,9 +188,14 @@ def test_agent_exits_2_on_rejected_registration(rancher, machine, monkeypatch):
     assert agent.run(threading.Event()) == agent_mod.FATAL
 
 
-def _docker(machine, *args: str):
-    return subprocess.run([sys.executable, str(FIXTURES / "docker"), *args], env=machine["env"],
+def _docker(machine, *args: str, env: dict | None = None):
+    return subprocess.run([sys.executable, str(FIXTURES / "docker"), *args], env={**machine["env"], **(env or {})},
                           capture_output=True, text=True, timeout=60, check=False)
+
+
+def _env_file(machine) -> dict[str, str]:
+    text = (machine["root"] / "etc/rancher/agent/rancher-agent.env").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and line[0] != "#")
 
 
 def _rke1_command(rancher) -> list[str]:
@@ -231,3 +257,39 @@ def test_docker_shim_refuses_wrong_checksum_and_other_images(rancher, machine):
     result = _docker(machine, "exec", "kubelet", "true")
     assert result.returncode == 1 and "unsupported by the lab docker shim" in result.stderr
     assert not (machine["root"] / "etc/systemd/system/rancher-agent.service").exists()
+
+
+def _without_token(args: list[str]) -> tuple[list[str], str]:
+    i = args.index("--token")
+    return args[:i] + args[i + 2:], args[i + 1]
+
+
+def test_docker_shim_copies_a_named_variable_from_the_client_environment(rancher, machine):
+    """`-e CATTLE_TOKEN` (a name, no value) takes the docker client's value, as docker does: the role's RKE1
+    join runs `docker run ... -e CATTLE_TOKEN rancher/rancher-agent:<tag> --server ...` without --token."""
+    args, token = _without_token(_rke1_command(rancher))
+    image = next(i for i, a in enumerate(args) if a.startswith("rancher/rancher-agent"))
+    argv = [*args[:image], "-e", "CATTLE_TOKEN", *args[image:], "--worker", "--node-name", "npu-910b-2"]
+    result = _docker(machine, "run", *argv, env={"CATTLE_TOKEN": token})
+    assert result.returncode == 0, result.stderr
+    cfg = _env_file(machine)
+    assert cfg["CATTLE_TOKEN"] == token and cfg["CATTLE_NODE_NAME"] == "npu-910b-2"
+    assert cfg["CATTLE_SERVER"] == rancher.url and cfg["CATTLE_ROLE_WORKER"] == "true"
+    record = json.loads(next((machine["root"] / "var/lib/lab-docker/containers").glob("*.json")).read_text())
+    assert token not in json.dumps(record["Args"]) and token not in record["Command"]
+
+
+def test_docker_shim_env_with_value_and_unset_name(rancher, machine):
+    args, token = _without_token(_rke1_command(rancher))
+    image = next(i for i, a in enumerate(args) if a.startswith("rancher/rancher-agent"))
+    with_value = [*args[:image], "--env", f"CATTLE_TOKEN={token}", "-e", "EXTRA=1", *args[image:], "--worker"]
+    result = _docker(machine, "run", *with_value)
+    assert result.returncode == 0, result.stderr
+    assert _env_file(machine)["CATTLE_TOKEN"] == token and _env_file(machine)["EXTRA"] == "1"
+    # a name that is not set in the client's environment is left out: no token at all
+    unset = [*args[:image], "-e", "CATTLE_TOKEN", *args[image:], "--worker"]
+    env = {k: v for k, v in machine["env"].items() if k != "CATTLE_TOKEN"}
+    result = subprocess.run([sys.executable, str(FIXTURES / "docker"), "run", *unset], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "--token (or CATTLE_TOKEN in the environment) are required" in result.stderr

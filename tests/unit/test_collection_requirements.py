@@ -38,7 +38,7 @@ def test_every_fqcn_used_in_roles_is_required():
     for path in [*REPO.glob("roles/**/*.yml"), *REPO.glob("playbooks/**/*.yml"), *REPO.glob("molecule/**/*.yml")]:
         for line in path.read_text().splitlines():
             stripped = line.strip().lstrip("- ")
-            head = stripped.split(":", 1)[0]
+            head = stripped.split(":", 1)[0].removeprefix("group/")  # module_defaults action groups too
             if head.count(".") == 2 and ":" in stripped and " " not in head:
                 used.add(".".join(head.split(".")[:2]))
     assert used <= listed, f"collections used but not in requirements.yml: {sorted(used - listed)}"

@@ -1,4 +1,5 @@
-"""Tests of the node_labels module's main() against a fake CoreV1Api that counts API calls."""
+"""Tests of the node_labels module's main() against a fake CoreV1Api that counts API calls (the client
+factory and retries for real: test_k8s_modules_fake_server.py)."""
 
 import copy
 import json
@@ -11,6 +12,7 @@ from ansible_collections.aicluster.platform.plugins.module_utils import k8s_clie
 from ansible_collections.aicluster.platform.plugins.modules import node_labels as module
 
 ANN = "aicluster.io/managed-labels"
+FAKE_API_CLIENT = SimpleNamespace(configuration=SimpleNamespace(host="https://fake.example:6443"))
 
 
 class FakeCoreV1Api:
@@ -57,7 +59,7 @@ def cluster(monkeypatch):
     def install(nodes, **kwargs):
         api = FakeCoreV1Api(nodes, **kwargs)
         state["api"] = api
-        monkeypatch.setattr(k8s_client, "load_api_client", lambda kubeconfig, context: ("client", kubeconfig, context))
+        monkeypatch.setattr(k8s_client, "connect", lambda module, timeout: FAKE_API_CLIENT)
         monkeypatch.setattr(k8s_client, "core_v1_api", lambda api_client: api)
         return api
 
@@ -233,31 +235,12 @@ def test_removing_everything_clears_annotation(cluster, capsys):
 
 
 def test_client_error_is_reported(monkeypatch, capsys):
-    def boom(kubeconfig, context):
-        raise k8s_client.K8sClientError("kubeconfig '/nope' does not exist")
+    def boom(module, timeout):
+        raise k8s_client.K8sError("cannot set up the Kubernetes client: Invalid kube-config file. "
+                                  "No configuration found.")
 
-    monkeypatch.setattr(k8s_client, "load_api_client", boom)
+    monkeypatch.setattr(k8s_client, "connect", boom)
     result = run({"kubeconfig": "/nope", "nodes": desired_nodes()}, capsys)
-    assert result["failed"] is True
-    assert result["msg"] == "kubeconfig '/nope' does not exist"
-
-
-def test_load_api_client_missing_file(tmp_path):
-    with pytest.raises(k8s_client.K8sClientError, match="does not exist"):
-        k8s_client.load_api_client(str(tmp_path / "missing"), None)
-
-
-def test_load_api_client_from_kubeconfig(tmp_path):
-    kubeconfig = tmp_path / "config"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: lab\n"
-        "clusters:\n- name: lab\n  cluster: {server: 'https://127.0.0.1:6443', insecure-skip-tls-verify: true}\n"
-        "- name: other\n  cluster: {server: 'https://10.0.0.1:6443', insecure-skip-tls-verify: true}\n"
-        "users:\n- name: admin\n  user: {token: abc}\n"
-        "contexts:\n- name: lab\n  context: {cluster: lab, user: admin}\n"
-        "- name: other\n  context: {cluster: other, user: admin}\n"
-    )
-    assert k8s_client.load_api_client(str(kubeconfig), None).configuration.host == "https://127.0.0.1:6443"
-    assert k8s_client.load_api_client(str(kubeconfig), "other").configuration.host == "https://10.0.0.1:6443"
-    with pytest.raises(k8s_client.K8sClientError, match="cannot load kubeconfig"):
-        k8s_client.load_api_client(str(kubeconfig), "nope")
+    assert result["failed"] is True and result["api_writes"] == 0
+    assert result["msg"] == ("cannot list Nodes: cannot set up the Kubernetes client: Invalid kube-config file. "
+                             "No configuration found.")

@@ -1,56 +1,8 @@
 # Copyright: AI cluster platform maintainers
 # Apache-2.0
-"""Filters behind the host_preflight role: what keeps a machine from joining."""
+"""Filters behind the host_preflight role: what keeps a machine from joining (documented in host_problems.yml)."""
 
 from __future__ import annotations
-
-DOCUMENTATION = r"""
----
-name: host_problems
-short_description: List what keeps a machine from joining the cluster
-version_added: 0.1.0
-description:
-  - Checks distribution, Python version, free space on the filesystem holding each path, and clock skew.
-  - Free space comes from the aicluster.platform.disk_space module's C(space) result.
-  - Returns a list of human-readable problems; empty when the machine is fit.
-options:
-  _input:
-    description: The machine's ansible_facts (needs distribution, python_version, date_time).
-    type: dict
-    required: true
-  space:
-    description: The C(space) result of aicluster.platform.disk_space for the paths in O(min_free_gib).
-    type: dict
-  min_free_gib:
-    description: Path to minimum free GiB.
-    type: dict
-  supported:
-    description: Accepted distributions.
-    type: list
-    elements: str
-  min_python:
-    description: Oldest accepted Python version.
-    type: str
-  control_epoch:
-    description: The control host's clock (seconds since the epoch) when the facts were read.
-    type: float
-  max_skew:
-    description: Largest tolerated clock difference in seconds.
-    type: float
-"""
-
-EXAMPLES = r"""
-problems: >-
-  {{ ansible_facts | aicluster.platform.host_problems(
-       space.space, {'/': 10}, ['Debian'], '3.9', now().timestamp(), 30) }}
-"""
-
-RETURN = r"""
-_value:
-  description: Problems, one sentence each.
-  type: list
-  elements: str
-"""
 
 from ansible.module_utils.compat.version import LooseVersion
 

@@ -1,6 +1,7 @@
 # Copyright: AI cluster platform maintainers
 # Apache License 2.0 (see galaxy.yml)
-"""Filters that compute the labels this project wants on Nodes, on the control host.
+"""Filters that compute the labels this project wants on Nodes, on the control host (documented in
+desired_labels.yml, node_label_entries.yml and node_label_play_overrides.yml next to this file).
 
 * ``desired_labels``: thin wrapper over ``module_utils.node_labels.desired_labels`` for one host.
 * ``node_label_entries``: every host of a play in one pass, read from ``hostvars``, validated
@@ -11,28 +12,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from ansible.errors import AnsibleError, AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import BOOLEANS_FALSE, BOOLEANS_TRUE
+from ansible_collections.aicluster.platform.plugins.module_utils import k8s_names
 from ansible_collections.aicluster.platform.plugins.module_utils import node_labels as logic
-
-DOCUMENTATION = r"""
----
-name: desired_labels
-short_description: Labels this project wants on one Node
-version_added: 0.1.0
-description:
-  - Thin wrapper over C(module_utils.node_labels.desired_labels); every keyword of that function is accepted.
-  - See also the filter C(node_label_entries) in the same file, which does this for every host of a play.
-positional: _input
-options:
-  _input:
-    description: The C(accelerator) fact of the host (from the C(accelerator_facts) module).
-    type: dict
-    required: true
-"""
 
 # Per-host variables, read from each host's hostvars: variable suffix -> (desired_labels keyword,
 # kind, built-in default).  ``node_labels_<suffix>``.
@@ -60,7 +45,6 @@ NODE_NAME_VAR = "node_labels_node_name"
 FACTS_VAR = "node_labels_accelerator"
 PREFIX = "node_labels_"
 
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _UNSET = object()
 
 
@@ -128,13 +112,13 @@ def _convert(kind, value):
         if value is None or value == "":
             return None
         value = logic.coerce_label_value(value)
-        errors = logic.validate_label_value(value)
+        errors = k8s_names.validate_label_value(value)
         if errors:
             raise ValueError("; ".join(errors))
         return value
     if kind == "label_keys":
         keys = _to_str_list(value, "label keys")
-        errors = [f"{key!r}: {message}" for key in keys for message in logic.validate_label_key(key)]
+        errors = [f"{key!r}: {message}" for key in keys for message in k8s_names.validate_label_key(key)]
         if errors:
             raise ValueError("; ".join(errors))
         return keys
@@ -144,7 +128,7 @@ def _convert(kind, value):
         if not isinstance(value, Mapping):
             raise ValueError(f"must be a dict of label key: value, got {type(value).__name__} {value!r}")
         labels = {key: logic.coerce_label_value(item) for key, item in value.items()}
-        errors = [f"label {key!r}: {message}" for key, message in logic.validate_labels(labels)]
+        errors = [f"label {key!r}: {message}" for key, message in k8s_names.validate_labels(labels)]
         if errors:
             raise ValueError("; ".join(errors))
         return labels
@@ -236,9 +220,9 @@ def node_label_entries(hosts, hostvars, overrides=None, defaults=None):
 
         try:
             node_name, _source = lookup(NODE_NAME_VAR, host)
-            if not isinstance(node_name, str) or not _DNS1123_SUBDOMAIN.match(node_name) or len(node_name) > 253:
-                raise ValueError(f"Node name {node_name!r} must be a DNS-1123 subdomain (lower-case alphanumerics, "
-                                 "'-' and '.', at most 253 characters)")
+            errors = k8s_names.validate_node_name(node_name)
+            if errors:
+                raise ValueError("; ".join(errors))
         except ValueError as exc:
             host_problems.append(f"host {host}: {NODE_NAME_VAR}: {exc}")
             node_name = None
@@ -276,7 +260,7 @@ def node_label_entries(hosts, hostvars, overrides=None, defaults=None):
         except ValueError as exc:  # pragma: no cover - inputs were checked above
             problems.append(f"host {host}: {exc}")
             continue
-        for key, message in logic.validate_labels(labels):
+        for key, message in k8s_names.validate_labels(labels):
             problems.append(f"host {host}: label {key!r}: {message}")
         entries.append({"name": node_name, "host": host, "labels": labels})
 

@@ -1,7 +1,7 @@
 # Copyright: AI cluster platform maintainers
 # Apache License 2.0 (see galaxy.yml)
-"""Node label logic: desired labels per scheme, Kubernetes label validation, and the
-ownership-aware plan (JSON merge patch) used by the ``node_labels`` module.
+"""Node label logic: desired labels per scheme and the ownership-aware plan (JSON merge patch)
+used by the ``node_labels`` module. Label syntax lives in ``k8s_names``.
 
 Pure functions only -- no Kubernetes client, no Ansible.
 
@@ -20,8 +20,6 @@ shared/seeds/004_*):
 """
 
 from __future__ import annotations
-
-import re
 
 MANAGED_ANNOTATION = "aicluster.io/managed-labels"
 
@@ -55,13 +53,6 @@ MINDCLUSTER_ACCELERATOR_TYPE_BY_COUNT = {
 }
 
 TRUE = "true"
-
-_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN = re.compile(r"^" + _DNS1123_LABEL + r"(\." + _DNS1123_LABEL + r")*$")
-_QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_LABEL_VALUE = _QUALIFIED_NAME
-_NAME_MAX = 63
-_PREFIX_MAX = 253
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,81 +196,8 @@ def desired_labels(
 
 
 # ---------------------------------------------------------------------------------------------
-# Validation
+# Values
 # ---------------------------------------------------------------------------------------------
-
-def validate_label_key(key):
-    """Return a list of error strings for a label key (empty when valid).
-
-    Rules (k8s.io/apimachinery IsQualifiedName): optional prefix, a DNS-1123 subdomain of at most
-    253 characters, followed by ``/``; a name of 1-63 characters matching
-    ``[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?``.
-    """
-    if not isinstance(key, str):
-        return [f"key must be a string, got {type(key).__name__}"]
-    if key == "":
-        return ["key must not be empty"]
-    parts = key.split("/")
-    if len(parts) > 2:
-        return ["key may contain at most one '/' (prefix/name)"]
-    errors = []
-    if len(parts) == 2:
-        prefix, name = parts
-        if prefix == "":
-            errors.append("prefix part must not be empty")
-        else:
-            if len(prefix) > _PREFIX_MAX:
-                errors.append(f"prefix part must be no more than {_PREFIX_MAX} characters (has {len(prefix)})")
-            if not _DNS1123_SUBDOMAIN.match(prefix):
-                errors.append(
-                    f"prefix part {prefix!r} must be a DNS-1123 subdomain: lower-case alphanumerics, '-' and "
-                    "'.', starting and ending with an alphanumeric"
-                )
-    else:
-        name = parts[0]
-    if name == "":
-        errors.append("name part must not be empty")
-        return errors
-    if len(name) > _NAME_MAX:
-        errors.append(f"name part must be no more than {_NAME_MAX} characters (has {len(name)})")
-    if not _QUALIFIED_NAME.match(name):
-        errors.append(
-            f"name part {name!r} must consist of alphanumerics, '-', '_' or '.', and must start and end "
-            "with an alphanumeric"
-        )
-    return errors
-
-
-def validate_label_value(value):
-    """Return a list of error strings for a label value (empty when valid): a string of at most
-    63 characters, empty or matching ``[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?``."""
-    if not isinstance(value, str):
-        return [f"value must be a string, got {type(value).__name__}"]
-    if value == "":
-        return []
-    errors = []
-    if len(value) > _NAME_MAX:
-        errors.append(f"value must be no more than {_NAME_MAX} characters (has {len(value)})")
-    if not _LABEL_VALUE.match(value):
-        errors.append(
-            f"value {value!r} must be empty or consist of alphanumerics, '-', '_' or '.', and must start "
-            "and end with an alphanumeric"
-        )
-    return errors
-
-
-def validate_labels(labels):
-    """Validate a whole label dict; returns ``[(key, message), ...]``."""
-    problems = []
-    if not isinstance(labels, dict):
-        return [(None, f"labels must be a dict, got {type(labels).__name__}")]
-    for key, value in labels.items():
-        for message in validate_label_key(key):
-            problems.append((key, message))
-        for message in validate_label_value(value):
-            problems.append((key, message))
-    return problems
-
 
 def coerce_label_value(value):
     """Lenient form of label values coming from YAML: ``True`` -> ``"true"``, ``3`` -> ``"3"``.

@@ -2,27 +2,33 @@
 # Apache License 2.0 (see galaxy.yml)
 """A small client for Rancher's v3 (norman) API, shared by the collection's Rancher modules.
 
-Trust model (Rancher's own): when a CA checksum is given, ``/cacerts`` is fetched without
-verification, its sha256 must equal the checksum, and from then on every API call verifies
-the server against exactly that CA (pinned). Without a checksum the system trust store (or
-``ca_path``) is used. A mismatch, a rejected token, an unknown cluster and an unreachable
-server each raise ``RancherError`` with one clear sentence.
+HTTP goes through ``ansible.module_utils.urls`` (proxies from the environment, timeouts, TLS
+settings). Trust model (Rancher's own): when a CA checksum is given, ``/cacerts`` is fetched
+without verification, its sha256 must equal the checksum, and from then on every API call
+verifies the server against exactly that CA (pinned: an SSL context holding only that PEM, not
+the system store). Without a checksum the system trust store (or ``ca_path``) is used, unless
+``validate_certs`` is false.
 
-Python standard library only; runs on the control host.
+Every call is retried on connection errors and HTTP 5xx/429 answers within ``timeout`` seconds
+(module_utils ``retry``). A mismatch, a rejected token, an unknown cluster, an unreachable server
+and a server that keeps failing each raise ``RancherError`` with one clear sentence.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import re
 import shlex
 import ssl
-import urllib.error
-import urllib.request
+from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlsplit
 
-# Connection options shared by every Rancher module; document them as in rancher_registration.
+from ansible.module_utils.urls import Request
+from ansible_collections.aicluster.platform.plugins.module_utils import k8s_names, retry
+
+# Connection options shared by every Rancher module; documented by the doc fragment aicluster.platform.rancher.
 RANCHER_AUTH_ARGSPEC = {
     "url": {"type": "str", "required": True},
     "api_token": {"type": "str", "required": True, "no_log": True},
@@ -33,17 +39,18 @@ RANCHER_AUTH_ARGSPEC = {
 }
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-TAINT_RE = re.compile(r"^([^=:\s,]+)(=([^:\s,]*))?:(NoSchedule|PreferNoSchedule|NoExecute)$")
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-DNS_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 RKE2_PROVIDERS = ("rke2", "k3s")
 RKE1_PROVIDERS = ("rke",)
+AGENT_IMAGE_RE = re.compile(r"^([^\s/]+/)*rancher/rancher-agent(:[\w.\-]+)?$")
+TOKEN_ENV = "CATTLE_TOKEN"  # noqa: S105 - the name of the variable, not a token
 
 
 class RancherError(Exception):
-    """One clear sentence about what went wrong talking to Rancher."""
+    """One clear sentence about what went wrong talking to Rancher (``status``: the HTTP status, if any)."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
 
 
 def ca_checksum(pem: bytes) -> str:
@@ -51,8 +58,39 @@ def ca_checksum(pem: bytes) -> str:
     return hashlib.sha256(pem).hexdigest()
 
 
+def _is_transient(exc):
+    if isinstance(exc, HTTPError):
+        return retry.transient_status(exc.code)
+    # a connection dropped mid-answer (IncompleteRead, RemoteDisconnected, ...) is worth another try
+    return isinstance(exc, http.client.HTTPException) or retry.transient_os_error(exc)
+
+
+def _retry_after(exc):
+    headers = getattr(exc, "headers", None)
+    return retry.parse_retry_after(headers.get("Retry-After")) if headers is not None else None
+
+
+def _error_text(exc):
+    if isinstance(exc, HTTPError):
+        return f"HTTP {exc.code} {exc.reason}".rstrip()
+    reason = getattr(exc, "reason", None)
+    return retry.describe(reason if isinstance(reason, BaseException) else exc)
+
+
+def _http_message(exc):
+    """The ``message`` of a Rancher error answer, else the start of its body."""
+    try:
+        payload = exc.read()
+    except Exception:  # an answer without a body
+        return ""
+    try:
+        return json.loads(payload).get("message") or ""
+    except (ValueError, AttributeError):
+        return payload.decode("utf-8", "replace").strip()[:200]
+
+
 class RancherClient:
-    def __init__(self, url, api_token, ca_checksum="", ca_path=None, validate_certs=True, timeout=30, opener=None):
+    def __init__(self, url, api_token, ca_checksum="", ca_path=None, validate_certs=True, timeout=30):
         url = (url or "").strip().rstrip("/")
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
@@ -62,6 +100,8 @@ class RancherClient:
                                f"got {ca_checksum!r}")
         if not api_token:
             raise RancherError("the Rancher API token is empty")
+        if timeout < 1:
+            raise RancherError(f"timeout must be at least 1 second, got {timeout}")
         self.url = url
         self.api_token = api_token
         self.expected_checksum = (ca_checksum or "").lower()
@@ -70,83 +110,90 @@ class RancherClient:
         self.timeout = timeout
         self.ca_pem = None
         self.verified_checksum = ""
-        self._ctx = None
-        self.calls = []
+        self._tls = None
+        # The API token never follows a redirect to another place.
+        self._http = Request(headers={"Accept": "application/json"}, unredirected_headers=["Authorization"],
+                             follow_redirects="safe")
 
-    # ------------------------------------------------------------ TLS
-    def _insecure(self):
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+    # ------------------------------------------------------------ HTTP with retries
+    def _open(self, method, url, data=None, headers=None, **tls):
+        """(status, body bytes) of a 2xx answer; transient faults retried within the timeout.
 
-    def context(self):
-        """The SSL context for API calls (verifies the CA checksum first, once)."""
-        if self._ctx is not None:
-            return self._ctx
+        Raises RancherError for an unreachable server and for one that keeps failing (naming the
+        URL and the last error); other HTTPError and URLError propagate.
+        """
+        def attempt(left):
+            with self._http.open(method, url, data=data, headers=headers, timeout=left, **tls) as resp:
+                return resp.status, resp.read()
+
+        try:
+            return retry.call(attempt, endpoint=f"{method} {url}", timeout=self.timeout, is_transient=_is_transient,
+                              retry_after=_retry_after, describe_error=_error_text)
+        except retry.RetryTimeout as exc:
+            if isinstance(exc.last_error, HTTPError):
+                raise RancherError(f"Rancher kept failing: {exc}") from None
+            raise RancherError(f"cannot reach Rancher at {self.url}: {exc}") from None
+
+    def tls(self):
+        """The TLS settings of API calls (verifies and pins the CA checksum first, once)."""
+        if self._tls is not None:
+            return self._tls
         if self.expected_checksum:
-            pem = self._fetch(f"{self.url}/cacerts", self._insecure())
+            url = f"{self.url}/cacerts"
+            try:
+                _status, pem = self._open("GET", url, validate_certs=False)
+            except HTTPError as exc:
+                raise RancherError(f"{url} answered HTTP {exc.code}") from None
+            except (URLError, OSError, http.client.HTTPException) as exc:
+                raise RancherError(f"cannot reach Rancher at {self.url}: {_error_text(exc)}") from None
             got = ca_checksum(pem)
             if got != self.expected_checksum:
                 raise RancherError(
-                    f"CA checksum mismatch: {self.url}/cacerts has sha256 {got}, expected {self.expected_checksum} "
+                    f"CA checksum mismatch: {url} has sha256 {got}, expected {self.expected_checksum} "
                     "(rancher_ca_checksum); not trusting this server")
+            try:
+                context = ssl.create_default_context(cadata=pem.decode("ascii"))
+            except (ValueError, ssl.SSLError) as exc:
+                raise RancherError(f"{url} matches the checksum but holds no usable CA certificate: {exc}") from None
             self.ca_pem = pem
             self.verified_checksum = got
-            self._ctx = ssl.create_default_context(cadata=pem.decode("ascii", "replace"))
+            self._tls = {"context": context}
         elif not self.validate_certs:
-            self._ctx = self._insecure()
+            self._tls = {"validate_certs": False}
         elif self.ca_path:
-            self._ctx = ssl.create_default_context(cafile=self.ca_path)
+            self._tls = {"ca_path": self.ca_path}
         else:
-            self._ctx = ssl.create_default_context()
-        return self._ctx
+            self._tls = {}
+        return self._tls
 
-    def _fetch(self, url, ctx):
-        try:
-            with urllib.request.urlopen(url, context=ctx, timeout=self.timeout) as resp:  # noqa: S310 - https only
-                return resp.read()
-        except urllib.error.HTTPError as exc:
-            raise RancherError(f"{url} answered HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise RancherError(f"cannot reach Rancher at {self.url}: {reason}") from None
-
-    # ------------------------------------------------------------ requests
     def request(self, method, path, body=None):
         """(status, parsed JSON) for 2xx; raises RancherError otherwise."""
-        ctx = self.context()
+        tls = self.tls()
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"Authorization": f"Bearer {self.api_token}", "Accept": "application/json"}
+        headers = {"Authorization": f"Bearer {self.api_token}"}
         if data is not None:
             headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)  # noqa: S310
-        self.calls.append((method, path))
         try:
-            with urllib.request.urlopen(req, context=ctx, timeout=self.timeout) as resp:  # noqa: S310
-                raw = resp.read()
-                status = resp.status
-        except urllib.error.HTTPError as exc:
-            payload = exc.read()
-            try:
-                message = json.loads(payload).get("message") or ""
-            except (ValueError, AttributeError):
-                message = payload.decode("utf-8", "replace").strip()[:200]
+            status, raw = self._open(method, self.url + path, data=data, headers=headers, **tls)
+        except HTTPError as exc:
+            message = _http_message(exc)
             if exc.code == 401:
                 raise RancherError(f"Rancher rejected the API token (HTTP 401 from {self.url}); check "
-                                   "rancher_api_token (an API key like token-xxxxx:secret)") from None
+                                   "rancher_api_token (an API key like token-xxxxx:secret)", 401) from None
             if exc.code == 403:
-                raise RancherError(f"the Rancher API token may not {method} {path} (HTTP 403): {message}") from None
-            raise RancherError(f"Rancher answered HTTP {exc.code} to {method} {path}: {message}") from None
+                raise RancherError(f"the Rancher API token may not {method} {path} (HTTP 403): {message}",
+                                   403) from None
+            raise RancherError(f"Rancher answered HTTP {exc.code} to {method} {path}: {message}", exc.code) from None
+        except URLError as exc:
+            if isinstance(exc.reason, ssl.SSLError):
+                raise RancherError(f"TLS verification of {self.url} failed ({exc.reason}); set rancher_ca_checksum "
+                                   "to the sha256 of its /cacerts, or trust its CA on the control host") from None
+            raise RancherError(f"cannot reach Rancher at {self.url}: {_error_text(exc)}") from None
         except ssl.SSLError as exc:
             raise RancherError(f"TLS verification of {self.url} failed ({exc}); set rancher_ca_checksum to the "
                                "sha256 of its /cacerts, or trust its CA on the control host") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, ssl.SSLError):
-                raise RancherError(f"TLS verification of {self.url} failed ({reason}); set rancher_ca_checksum to "
-                                   "the sha256 of its /cacerts, or trust its CA on the control host") from None
-            raise RancherError(f"cannot reach Rancher at {self.url}: {reason}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise RancherError(f"cannot reach Rancher at {self.url}: {_error_text(exc)}") from None
         try:
             return status, json.loads(raw) if raw.strip() else {}
         except ValueError:
@@ -175,8 +222,8 @@ class RancherClient:
             return usable[0], False
         if not create:
             return None, True
-        _, token = self.request("POST", "/v3/clusterregistrationtokens", {"type": "clusterRegistrationToken",
-                                                                          "clusterId": cluster_id})
+        body = {"type": "clusterRegistrationToken", "clusterId": cluster_id}
+        token = self.request("POST", "/v3/clusterregistrationtokens", body)[1]
         return token, True
 
     def cluster_nodes(self, cluster_id):
@@ -184,7 +231,11 @@ class RancherClient:
                 if n.get("clusterId") == cluster_id]
 
     def delete_node(self, node_id):
-        self.request("DELETE", f"/v3/nodes/{quote(node_id, safe=':')}")
+        try:
+            self.request("DELETE", f"/v3/nodes/{quote(node_id, safe=':')}")
+        except RancherError as exc:
+            if exc.status != 404:  # gone already (e.g. a retried DELETE whose first answer was lost): done
+                raise
 
     def update_cluster(self, cluster, changes):
         body = {k: v for k, v in cluster.items() if k not in ("links", "actions")}
@@ -223,36 +274,29 @@ def node_summary(node):
                                      "worker", "etcd", "controlPlane")}
 
 
-def valid_label(key, value):
-    prefix, _, name = str(key).rpartition("/")
-    if prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix)):
-        return False
-    if not (0 < len(name) <= 63 and _LABEL_NAME.match(name)):
-        return False
-    return isinstance(value, str) and len(value) <= 63 and bool(_LABEL_VALUE.match(value))
-
-
 def validate_machine(machine):
     """Problems with one machine's labels, taints and node name (empty list: fine)."""
     problems = []
     name = machine.get("node_name") or ""
-    if len(name) > 253 or not DNS_SUBDOMAIN.match(name):
+    if k8s_names.validate_node_name(name):
         problems.append(f"node name {name!r} is not a valid DNS-1123 subdomain (lowercase letters, digits, '-', '.')")
     labels = machine.get("labels") or {}
     if not isinstance(labels, dict):
         problems.append("labels must be a dict of key: value")
         labels = {}
     for key, value in labels.items():
-        if not valid_label(key, value):
-            problems.append(f"label {key}={value!r} is not a valid Kubernetes label (values must be strings)")
+        errors = k8s_names.validate_label_key(key) + k8s_names.validate_label_value(value)
+        if errors:
+            problems.append(f"label {key}={value!r} is not a valid Kubernetes label: {'; '.join(errors)}")
     taints = machine.get("taints") or []
     if not isinstance(taints, list):
         problems.append("taints must be a list of 'key[=value]:Effect' strings")
         taints = []
     for taint in taints:
-        match = TAINT_RE.match(str(taint))
-        if not match or not valid_label(match.group(1), match.group(3) or ""):
-            problems.append(f"taint {taint!r} is not key[=value]:NoSchedule|PreferNoSchedule|NoExecute")
+        errors = k8s_names.validate_taint(taint)
+        if errors:
+            problems.append(f"taint {taint!r} is not key[=value]:{'|'.join(k8s_names.TAINT_EFFECTS)} "
+                            f"({'; '.join(errors)})")
     return problems
 
 
@@ -269,55 +313,70 @@ def worker_flags(machine):
     return flags
 
 
-def _replace_token(args, token):
-    out, i = [], 0
+def split_token(args):
+    """``(args without --token, token)``: the registration token leaves the command line."""
+    out, token, i = [], "", 0
     while i < len(args):
         if args[i] == "--token" and i + 1 < len(args):
-            out += ["--token", token]
+            token = args[i + 1]
             i += 2
             continue
         if args[i].startswith("--token="):
-            out.append(f"--token={token}")
+            token = args[i].partition("=")[2]
         else:
             out.append(args[i])
         i += 1
-    return out
+    return out, token
+
+
+def _redacted(command):
+    return command.split(" --token")[0] + " ..."
 
 
 def parse_node_command(command, flow):
-    """Split Rancher's nodeCommand into what the role runs without a shell.
+    """Split Rancher's nodeCommand into what the role runs without a shell, the token kept apart.
 
     rke2: ``curl -fL <url>/system-agent-install.sh | sudo  sh -s - <args>`` ->
-    ``{'script_url': url, 'args': [...]}``; rke1: ``sudo docker run ... <image> <args>`` ->
-    ``{'argv': ['docker', 'run', ...]}``.
+    ``{'script_url': url, 'args': [...], 'env': {'CATTLE_TOKEN': token}}``; rke1: ``sudo docker run ...
+    <image> <args>`` -> ``{'argv': ['docker', 'run', ..., '-e', 'CATTLE_TOKEN', <image>, ...], 'env': {...}}``.
+    Neither ``args`` nor ``argv`` holds the token: Rancher's install script and agent read CATTLE_TOKEN from
+    their environment when ``--token`` is absent, and ``docker run -e CATTLE_TOKEN`` (a name without a value)
+    copies it from the docker client's environment into the container.
     """
     if not command:
         raise RancherError("the registration token has no nodeCommand")
     if flow == "rke2":
         fetch, sep, run = command.partition("|")
         if not sep:
-            raise RancherError(f"unexpected RKE2 nodeCommand format (no pipe): {command.split(' --token')[0]} ...")
+            raise RancherError(f"unexpected RKE2 nodeCommand format (no pipe): {_redacted(command)}")
         urls = [w for w in shlex.split(fetch) if w.startswith("https://")]
         words = shlex.split(run)
         if not urls or "-" not in words:
-            raise RancherError(f"unexpected RKE2 nodeCommand format: {command.split(' --token')[0]} ...")
-        return {"script_url": urls[0], "args": words[words.index("-") + 1:]}
+            raise RancherError(f"unexpected RKE2 nodeCommand format: {_redacted(command)}")
+        args, token = split_token(words[words.index("-") + 1:])
+        if not token:
+            raise RancherError(f"the RKE2 nodeCommand carries no --token: {_redacted(command)}")
+        return {"script_url": urls[0], "args": args, "env": {TOKEN_ENV: token}}
     words = shlex.split(command)
     if words and words[0] == "sudo":
         words = words[1:]
-    if words[:2] != ["docker", "run"]:
-        raise RancherError(f"unexpected RKE1 nodeCommand format: {command.split(' --token')[0]} ...")
-    return {"argv": words}
+    images = [i for i, word in enumerate(words) if AGENT_IMAGE_RE.match(word)]
+    if words[:2] != ["docker", "run"] or not images:
+        raise RancherError(f"unexpected RKE1 nodeCommand format: {_redacted(command)}")
+    image = images[0]
+    agent_args, token = split_token(words[image + 1:])
+    if not token:
+        raise RancherError(f"the RKE1 nodeCommand carries no --token: {_redacted(command)}")
+    argv = [*words[:image], "-e", TOKEN_ENV, words[image], *agent_args]
+    return {"argv": argv, "env": {TOKEN_ENV: token}}
 
 
-def join_plan(command, flow, machine, token_override=""):
-    """What one machine runs to join (argv pieces, no shell), with its worker flags appended."""
+def join_plan(command, flow, machine):
+    """What one machine runs to join (argv pieces, no shell, no token) with its worker flags appended, and
+    the environment that carries the registration token."""
     plan = parse_node_command(command, flow)
-    flags = worker_flags(machine)
     key = "args" if flow == "rke2" else "argv"
-    plan[key] = plan[key] + flags
-    if token_override:
-        plan[key] = _replace_token(plan[key], token_override)
+    plan[key] = plan[key] + worker_flags(machine)
     return plan
 
 

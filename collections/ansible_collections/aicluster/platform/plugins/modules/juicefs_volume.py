@@ -57,8 +57,15 @@ options:
     description: Seconds to allow each juicefs command.
     type: int
     default: 120
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
 author:
-  - AI cluster platform maintainers
+  - AI cluster platform maintainers (@aicluster)
 """
 
 EXAMPLES = r"""

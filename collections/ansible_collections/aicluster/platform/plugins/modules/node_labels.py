@@ -21,13 +21,10 @@ description:
     sorted label keys). Labels that were managed before and are no longer wanted are removed;
     labels outside that set are never touched. A wanted label that already has the wanted value
     (set by hand) is adopted without a label write.
+  - Connection errors and HTTP 5xx/429 answers are retried with exponential back-off for at most
+    O(request_timeout) seconds per call; then the module fails naming the URL and the last error.
+  - Connection options are those of M(kubernetes.core.k8s_info), through kubernetes.core's client.
 options:
-  kubeconfig:
-    description: Path to a kubeconfig file. Falls back to E(K8S_AUTH_KUBECONFIG), E(KUBECONFIG), then in-cluster config.
-    type: path
-  context:
-    description: Context in the kubeconfig to use (default its current-context).
-    type: str
   nodes:
     description: The wanted labels, one entry per Node.
     type: list
@@ -67,7 +64,7 @@ options:
     type: int
     default: 4
   request_timeout:
-    description: Timeout in seconds of each API request.
+    description: Seconds each API request may take, retries of transient faults included.
     type: int
     default: 30
 attributes:
@@ -79,6 +76,8 @@ attributes:
     support: full
 requirements:
   - kubernetes (Python library) on the host that runs the module
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
 author:
   - AI cluster platform maintainers (@aicluster)
 """
@@ -149,8 +148,7 @@ plans:
 import concurrent.futures
 import json
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.aicluster.platform.plugins.module_utils import k8s_client
+from ansible_collections.aicluster.platform.plugins.module_utils import k8s_client, k8s_names
 from ansible_collections.aicluster.platform.plugins.module_utils import node_labels as logic
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -167,7 +165,7 @@ def _who(entry):
 def prepare(entries, strict, annotation_key):
     """Coerce and validate every entry; returns (desired_by_node, problems)."""
     problems = []
-    for message in logic.validate_label_key(annotation_key):
+    for message in k8s_names.validate_label_key(annotation_key):
         problems.append(f"annotation_key {annotation_key!r}: {message}")
     desired = {}
     for entry in entries:
@@ -178,7 +176,7 @@ def prepare(entries, strict, annotation_key):
         labels = entry.get("labels") or {}
         if not strict:
             labels = {key: logic.coerce_label_value(value) for key, value in labels.items()}
-        for key, message in logic.validate_labels(labels):
+        for key, message in k8s_names.validate_labels(labels):
             problems.append(f"{_who(entry)}: label {key!r}: {message}")
         desired[name] = labels
     return desired, problems
@@ -192,9 +190,8 @@ def _node_meta(node):
 
 
 def main():
-    module = AnsibleModule(
+    module = k8s_client.k8s_module(
         argument_spec={
-            **k8s_client.K8S_AUTH_ARGSPEC,
             "nodes": {
                 "type": "list",
                 "elements": "dict",
@@ -218,6 +215,8 @@ def main():
     entries = params["nodes"]
     if params["workers"] < 1:
         module.fail_json(msg="workers must be at least 1")
+    if params["request_timeout"] < 1:
+        module.fail_json(msg="request_timeout must be at least 1 second")
 
     # 1. Validate everything before touching the API.
     desired, problems = prepare(entries, params["strict"], annotation_key)
@@ -229,19 +228,19 @@ def main():
             api_writes=0,
         )
 
-    if not k8s_client.HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=k8s_client.KUBERNETES_IMPORT_ERROR)
-
     # 2. One read for all Nodes.
+    timeout = params["request_timeout"]
     try:
-        api = k8s_client.core_v1_api(k8s_client.load_api_client(params["kubeconfig"], params["context"]))
+        api_client = k8s_client.connect(module, timeout)
+        api = k8s_client.core_v1_api(api_client)
         # Raw JSON, not 500 V1Node models: building the models costs more than the request.
-        response = api.list_node(_request_timeout=params["request_timeout"], _preload_content=False)
+        response = k8s_client.call(api_client, "GET", "/api/v1/nodes",
+                                   lambda left: api.list_node(_request_timeout=left, _preload_content=False), timeout)
         node_list = json.loads(response.data)
-    except k8s_client.K8sClientError as exc:
-        module.fail_json(msg=str(exc), api_writes=0)
-    except Exception as exc:  # ApiException, urllib3 and socket errors alike
-        module.fail_json(msg=f"cannot list Nodes: {k8s_client.api_error_message(exc)}", api_writes=0)
+    except k8s_client.K8sError as exc:
+        module.fail_json(msg=f"cannot list Nodes: {exc}", api_writes=0)
+    except Exception as exc:  # ApiException (401, 403, ...), TLS errors, answers that are not JSON
+        module.fail_json(msg=f"cannot list Nodes: {k8s_client.error_message(exc)}", api_writes=0)
 
     existing = {}
     for node in node_list.get("items") or []:
@@ -290,14 +289,14 @@ def main():
 
     # 4. Writes: one PATCH per Node that differs.
     def write(name):
-        api.patch_node(
+        k8s_client.call(api_client, "PATCH", f"/api/v1/nodes/{name}", lambda left: api.patch_node(
             name,
             to_patch[name],
             field_manager=FIELD_MANAGER,
             _content_type=MERGE_PATCH,
-            _request_timeout=params["request_timeout"],
+            _request_timeout=left,
             _preload_content=False,  # the answer is not needed; skip decoding it
-        )
+        ), timeout)
         return name
 
     failures = {}
@@ -311,7 +310,7 @@ def main():
                 future.result()
                 written.append(name)
             except Exception as exc:  # report every Node's error, not only the first
-                failures[name] = k8s_client.api_error_message(exc)
+                failures[name] = str(exc) if isinstance(exc, k8s_client.K8sError) else k8s_client.error_message(exc)
 
     result["api_writes"] = len(written)
     result["nodes_changed"] = sorted(written)

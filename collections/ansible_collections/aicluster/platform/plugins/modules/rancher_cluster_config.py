@@ -27,8 +27,12 @@ options:
     type: list
     elements: str
     required: true
+attributes:
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
 author:
-  - AI cluster platform maintainers
+  - AI cluster platform maintainers (@aicluster)
 extends_documentation_fragment:
   - aicluster.platform.rancher
 """
@@ -62,10 +66,8 @@ added:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.aicluster.platform.plugins.module_utils import rancher_module
 from ansible_collections.aicluster.platform.plugins.module_utils.rancher_api import (
-    RANCHER_AUTH_ARGSPEC,
-    RancherClient,
     RancherError,
     extra_binds_change,
     with_extra_binds,
@@ -82,7 +84,7 @@ def ensure(client, params, check_mode=False):
                        "after_header": f"{cluster['name']} kubelet extraBinds"}}
     if added and not check_mode:
         updated = client.update_cluster(cluster, {"rancherKubernetesEngineConfig": with_extra_binds(cluster, after)})
-        _, confirmed = extra_binds_change(updated, params["kubelet_extra_binds"])
+        confirmed = extra_binds_change(updated, params["kubelet_extra_binds"])[1]
         missing = [b for b in params["kubelet_extra_binds"] if b not in confirmed]
         if missing:
             raise RancherError(f"Rancher accepted the update of {cluster['name']} but its kubelet extraBinds still "
@@ -90,26 +92,22 @@ def ensure(client, params, check_mode=False):
     return result
 
 
-def main():
-    argument_spec = dict(
-        RANCHER_AUTH_ARGSPEC,
-        cluster_name={"type": "str", "required": True},
-        kubelet_extra_binds={"type": "list", "elements": "str", "required": True},
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
-    bad = [b for b in p["kubelet_extra_binds"] if ":" not in b or not b.startswith("/")]
+def check(params):
+    bad = [b for b in params["kubelet_extra_binds"] if ":" not in b or not b.startswith("/")]
     if bad:
-        module.fail_json(msg=f"kubelet_extra_binds entries must be '/host/path:/container/path[:options]': {bad}")
-    try:
-        client = RancherClient(p["url"], p["api_token"], ca_checksum=p["ca_checksum"], ca_path=p["ca_path"],
-                               validate_certs=p["validate_certs"], timeout=p["timeout"])
-        result = ensure(client, p, module.check_mode)
-    except RancherError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+        return f"kubelet_extra_binds entries must be '/host/path:/container/path[:options]': {bad}"
+    return None
+
+
+def main():
+    rancher_module.run(
+        {
+            "cluster_name": {"type": "str", "required": True},
+            "kubelet_extra_binds": {"type": "list", "elements": "str", "required": True},
+        },
+        ensure,
+        check,
+    )
 
 
 if __name__ == "__main__":

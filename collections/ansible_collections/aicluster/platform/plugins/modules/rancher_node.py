@@ -46,8 +46,12 @@ options:
       machine_id:
         description: The machine's C(/etc/machine-id).
         type: str
+attributes:
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
 author:
-  - AI cluster platform maintainers
+  - AI cluster platform maintainers (@aicluster)
 extends_documentation_fragment:
   - aicluster.platform.rancher
 """
@@ -82,14 +86,8 @@ machines:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.aicluster.platform.plugins.module_utils.rancher_api import (
-    RANCHER_AUTH_ARGSPEC,
-    RancherClient,
-    RancherError,
-    find_node,
-    node_summary,
-)
+from ansible_collections.aicluster.platform.plugins.module_utils import rancher_module
+from ansible_collections.aicluster.platform.plugins.module_utils.rancher_api import find_node, node_summary
 
 MACHINE_SPEC = {
     "name": {"type": "str", "required": True},
@@ -116,21 +114,14 @@ def remove(client, params, check_mode=False):
 
 
 def main():
-    argument_spec = dict(
-        RANCHER_AUTH_ARGSPEC,
-        cluster_name={"type": "str", "required": True},
-        state={"type": "str", "choices": ["absent"], "default": "absent"},
-        machines={"type": "list", "elements": "dict", "required": True, "options": MACHINE_SPEC},
+    rancher_module.run(
+        {
+            "cluster_name": {"type": "str", "required": True},
+            "state": {"type": "str", "choices": ["absent"], "default": "absent"},
+            "machines": {"type": "list", "elements": "dict", "required": True, "options": MACHINE_SPEC},
+        },
+        remove,
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
-    try:
-        client = RancherClient(p["url"], p["api_token"], ca_checksum=p["ca_checksum"], ca_path=p["ca_path"],
-                               validate_certs=p["validate_certs"], timeout=p["timeout"])
-        result = remove(client, p, module.check_mode)
-    except RancherError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    module.exit_json(**result)
 
 
 if __name__ == "__main__":

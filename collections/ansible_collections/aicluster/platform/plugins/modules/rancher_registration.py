@@ -18,6 +18,8 @@ description:
     (C(--worker --node-name --label --taints), optional C(--address)/C(--internal-address)).
   - Looks every machine up in Rancher with one node list call (by machine id, then node name or hostname) and reports
     per machine whether it is a member (node in Rancher AND its local agent active, as probed by the caller).
+  - The registration token never appears in a join's command line; it is returned in the join's C(env)
+    (E(CATTLE_TOKEN)), which Rancher's install script and agent read when C(--token) is absent.
   - Run it once, on the control host, for all machines of the play.
 options:
   cluster_name:
@@ -74,11 +76,12 @@ options:
         description: Whether the machine's Rancher agent is running (probed on the machine by the caller).
         type: bool
         default: false
-      token_override:
-        description: Join with this registration token instead of the cluster's (rarely needed; tests use it).
-        type: str
+attributes:
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
 author:
-  - AI cluster platform maintainers
+  - AI cluster platform maintainers (@aicluster)
 extends_documentation_fragment:
   - aicluster.platform.rancher
 """
@@ -101,6 +104,22 @@ EXAMPLES = r"""
   delegate_to: localhost
   no_log: true
   register: registration
+
+- name: Give the Rancher connection once for every Rancher module (action group)
+  module_defaults:
+    group/aicluster.platform.rancher:
+      url: https://rancher.example.com
+      api_token: "{{ rancher_api_token }}"
+      ca_checksum: "{{ rancher_ca_checksum }}"
+  block:
+    - name: Membership only, no token created
+      aicluster.platform.rancher_registration:
+        cluster_name: worker
+        create_token: false
+      run_once: true
+      delegate_to: localhost
+      no_log: true
+      register: registration
 """
 
 RETURN = r"""
@@ -133,15 +152,15 @@ machines:
   description:
     - Per machine name, C(member) (in Rancher and agent active), C(in_rancher), C(agent_active), C(node) (the Rancher
       node), C(problems) (invalid labels/taints/name) and, for machines that are not members, C(join).
-    - C(join) is C({script_url, args}) for rke2 and C({argv}) for rke1.
+    - C(join) is C({script_url, args, env}) for rke2 and C({argv, env}) for rke1. C(args) and C(argv) hold no
+      token; C(env) maps E(CATTLE_TOKEN) to the registration token (secret), and the join must run with it in its
+      environment.
   returned: success
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.aicluster.platform.plugins.module_utils import rancher_module
 from ansible_collections.aicluster.platform.plugins.module_utils.rancher_api import (
-    RANCHER_AUTH_ARGSPEC,
-    RancherClient,
     RancherError,
     find_node,
     flow_of,
@@ -160,13 +179,7 @@ MACHINE_SPEC = {
     "address": {"type": "str"},
     "internal_address": {"type": "str"},
     "agent_active": {"type": "bool", "default": False},
-    "token_override": {"type": "str", "no_log": False},
 }
-
-
-def client_from(params, client_factory=RancherClient):
-    return client_factory(params["url"], params["api_token"], ca_checksum=params["ca_checksum"],
-                          ca_path=params["ca_path"], validate_certs=params["validate_certs"], timeout=params["timeout"])
 
 
 def plan(client, params, check_mode=False):
@@ -190,29 +203,29 @@ def plan(client, params, check_mode=False):
                  "node": node_summary(node), "problems": validate_machine(machine)}
         entry["member"] = entry["in_rancher"] and entry["agent_active"]
         if not entry["member"] and token and not entry["problems"]:
-            entry["join"] = join_plan(token["nodeCommand"], flow, machine, machine.get("token_override") or "")
+            entry["join"] = join_plan(token["nodeCommand"], flow, machine)
         result["machines"][machine["name"]] = entry
     return result
 
 
-def main():
-    argument_spec = dict(
-        RANCHER_AUTH_ARGSPEC,
-        cluster_name={"type": "str", "required": True},
-        flow={"type": "str", "choices": ["rke2", "rke1"], "default": "rke2"},
-        create_token={"type": "bool", "default": True},
-        machines={"type": "list", "elements": "dict", "default": [], "options": MACHINE_SPEC},
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    names = [m["name"] for m in module.params["machines"]]
+def check(params):
+    names = [m["name"] for m in params["machines"]]
     if len(names) != len(set(names)):
-        module.fail_json(msg="machines: each name must appear once")
-    try:
-        client = client_from(module.params)
-        result = plan(client, module.params, module.check_mode)
-    except RancherError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    module.exit_json(**result)
+        return "machines: each name must appear once"
+    return None
+
+
+def main():
+    rancher_module.run(
+        {
+            "cluster_name": {"type": "str", "required": True},
+            "flow": {"type": "str", "choices": ["rke2", "rke1"], "default": "rke2"},
+            "create_token": {"type": "bool", "default": True},
+            "machines": {"type": "list", "elements": "dict", "default": [], "options": MACHINE_SPEC},
+        },
+        plan,
+        check,
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: disk_space
+module: disk_space_info
 short_description: Free space of the filesystems that hold the given paths
 version_added: 0.1.0
 description:
@@ -20,13 +20,20 @@ options:
     type: list
     elements: path
     required: true
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
 author:
-  - AI cluster platform maintainers
+  - AI cluster platform maintainers (@aicluster)
 """
 
 EXAMPLES = r"""
 - name: Measure the filesystems images and data land on
-  aicluster.platform.disk_space:
+  aicluster.platform.disk_space_info:
     paths: [/, /var/lib]
   register: space
 """

@@ -1,4 +1,4 @@
-"""mount_target main() on real directories of the test machine (no mounts needed)."""
+"""mount_target_info main() on real directories of the test machine (no mounts needed)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.aicluster.platform.plugins.modules import mount_target as module
+from ansible_collections.aicluster.platform.plugins.modules import mount_target_info as module
 
 
 def run(args, capsys):

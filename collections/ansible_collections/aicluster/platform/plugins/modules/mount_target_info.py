@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: mount_target
+module: mount_target_info
 short_description: Refuse to mount over a non-empty directory or another filesystem
 version_added: 0.1.0
 description:
@@ -40,13 +40,20 @@ options:
         local directory. Files and symlinks are still refused.
     type: bool
     default: false
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
 author:
-  - AI cluster platform maintainers
+  - AI cluster platform maintainers (@aicluster)
 """
 
 EXAMPLES = r"""
 - name: Refuse to mount over data that is not the volume
-  aicluster.platform.mount_target:
+  aicluster.platform.mount_target_info:
     path: /data/k8s
     fstype: fuse.juicefs
     source: JuiceFS:aicluster
