@@ -6,6 +6,8 @@
     lab up --clusters-only    only the two Kubernetes clusters
     lab down                  stop everything the lab started; nothing is left behind
     lab status                clusters, machines, stand-ins
+    lab summary               clusters, kubeconfigs, machines with their Nodes, next commands
+    lab restart-apiserver worker [--down-seconds N]   restart one cluster's kube-apiserver
     lab fleet|rancher|storage ...     one part at a time
 """
 
@@ -15,7 +17,8 @@ import argparse
 import json
 import sys
 
-from labctl import clusters, fleet, k8sbin, paths, rancher, storage
+from labctl import clusters, fleet, k8sbin, paths, rancher, storage, summary
+from labctl.storage import binary as juicefs_binary
 from labctl.waiting import WaitTimeout
 
 LAB_ERRORS = (clusters.ClusterError, k8sbin.BuildError, fleet.FleetError, rancher.RancherLabError,
@@ -63,8 +66,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    print("\n".join(summary.render(summary.collect())))
+    return 0
+
+
+def cmd_restart_apiserver(args: argparse.Namespace) -> int:
+    result = clusters.restart_apiserver(args.cluster, down_seconds=args.down_seconds,
+                                        stop_timeout=args.stop_timeout, log=_log)
+    print(json.dumps(result))
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
-    print(k8sbin.ensure_built(log=_log))
+    if args.check:  # exit 0 when everything is built; prints nothing
+        return 0 if k8sbin.is_built() and juicefs_binary.is_built() else 1
+
+    def log(message: str) -> None:
+        print(f"{args.log_prefix}: {message}", file=sys.stderr, flush=True)
+
+    print(k8sbin.ensure_built(log=log))
+    print(juicefs_binary.ensure_built(log=log))
     return 0
 
 
@@ -79,7 +101,20 @@ def parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="report clusters")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
-    sub.add_parser("build", help="build the control-plane binaries into the cache").set_defaults(func=cmd_build)
+    sub.add_parser("summary", help="clusters, kubeconfigs, machines with their Nodes, next commands").set_defaults(
+        func=cmd_summary)
+    restart = sub.add_parser("restart-apiserver", help="stop a cluster's kube-apiserver, wait for it to exit, "
+                             "start it again and wait for /readyz")
+    restart.add_argument("cluster", choices=[s.name for s in clusters.specs()])
+    restart.add_argument("--down-seconds", type=float, default=0, help="stay down this long before starting")
+    restart.add_argument("--stop-timeout", type=float, default=None,
+                         help=f"SIGKILL after this many seconds (default {clusters.APISERVER_STOP_TIMEOUT:g})")
+    restart.set_defaults(func=cmd_restart_apiserver)
+    build = sub.add_parser("build", help="build the lab's Go binaries into the cache (control plane, Helm, JuiceFS); "
+                           "tool output goes to a log under lab/state/logs")
+    build.add_argument("--check", action="store_true", help="only tell (exit 0/1) whether everything is built")
+    build.add_argument("--log-prefix", default="lab", help=argparse.SUPPRESS)
+    build.set_defaults(func=cmd_build)
     fleet.register_cli(sub)
     rancher.register_cli(sub)
     storage.register_cli(sub)

@@ -7,11 +7,13 @@ kwokctl picks free. Kubeconfigs land at ``lab/state/kubeconfig/<name>.yaml``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +21,17 @@ from pathlib import Path
 import yaml
 
 from labctl import k8sbin, paths, procs
-from labctl.waiting import wait_for
+from labctl.waiting import WaitTimeout, wait_for
 
 CONFIG_FILE = Path(__file__).with_name("clusters.yaml")
 READY_TIMEOUT = 180
+APISERVER = "kube-apiserver"
+# kube-apiserver shuts down gracefully on SIGTERM, which can take up to a minute (it drains
+# long-running requests); after this many seconds it gets SIGKILL.
+APISERVER_STOP_TIMEOUT = float(os.environ.get("LAB_APISERVER_STOP_TIMEOUT", "75"))
+# How long `lab up` waits for a cluster's kube-apiserver that is still exiting (or still holds
+# its port) before it gives up or takes over.
+EXIT_WAIT_TIMEOUT = float(os.environ.get("LAB_APISERVER_EXIT_WAIT", "90"))
 
 
 class ClusterError(RuntimeError):
@@ -190,15 +199,130 @@ def _running(name: str) -> bool:
         return False
 
 
-def _start(spec: ClusterSpec, bindir: Path, known: set[str]) -> str:
+def cluster_dir(name: str) -> Path:
+    """kwokctl's directory of one cluster: its kwok.yaml, pids/, logs/, pki, etcd data."""
+    return paths.KWOK_WORKDIR / "clusters" / name
+
+
+def component(name: str, component_name: str = APISERVER) -> dict:
+    """One component as kwokctl recorded it in the cluster's kwok.yaml: binary, args, workDir, envs."""
+    config = cluster_dir(name) / "kwok.yaml"
+    try:
+        docs = list(yaml.safe_load_all(config.read_text()))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ClusterError(f"cluster {name!r} has no readable kwokctl configuration at {config}: run `lab up`"
+                           f" ({exc.__class__.__name__})") from None
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == "KwokctlConfiguration":
+            for comp in doc.get("components") or []:
+                if comp.get("name") == component_name:
+                    return comp
+    raise ClusterError(f"cluster {name!r}: no component {component_name!r} in {config}")
+
+
+def _pid_file(name: str, comp: dict) -> Path:
+    """Where kwokctl's fork-exec keeps a component's pid: <workDir>/pids/<binary name>.pid."""
+    workdir = Path(comp.get("workDir") or cluster_dir(name))
+    return workdir / "pids" / f"{Path(comp['binary']).stem}.pid"
+
+
+def _is_component(pid: int, binary: str) -> bool:
+    """``pid`` is a live (not zombie) process of that binary (the kernel keeps 15 chars of its name)."""
+    return procs.alive(pid) and procs.comm(pid) == Path(binary).name[:15]
+
+
+def component_pid(name: str, component_name: str = APISERVER) -> int | None:
+    """PID of a cluster component from kwokctl's pid file, if that process is alive (not a zombie)."""
+    comp = component(name, component_name)
+    try:
+        pid = int(_pid_file(name, comp).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _is_component(pid, comp["binary"]) else None
+
+
+def _drop_stale_pid_files(name: str) -> list[str]:
+    """Remove pid files naming a process that is gone, a zombie or someone else (pid reused):
+    kwokctl takes any pid that answers signal 0 for its running component and would not start it."""
+    dropped = []
+    for pid_file in sorted((cluster_dir(name) / "pids").glob("*.pid")):
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        if pid <= 0 or not _is_component(pid, pid_file.stem):
+            pid_file.unlink(missing_ok=True)
+            dropped.append(pid_file.stem)
+    return dropped
+
+
+def _serving(name: str) -> bool:
+    return paths.kubeconfig_path(name).is_file() and _running(name)
+
+
+def _await_apiserver(spec: ClusterSpec, log, timeout: float | None = None) -> bool:
+    """A kube-apiserver process that lives but does not serve is starting or exiting: wait (bounded)
+    until it serves (True) or is gone (False). One that does neither in time is stopped."""
+    timeout = EXIT_WAIT_TIMEOUT if timeout is None else timeout
+    try:
+        pid = component_pid(spec.name)
+    except ClusterError:
+        return False
+    if pid is None:
+        return False
+    log(f"cluster {spec.name}: kube-apiserver (pid {pid}) runs but does not serve; waiting up to {timeout:.0f}s "
+        "for it to serve or exit")
+    try:
+        outcome = wait_for(lambda: "serving" if _serving(spec.name) else ("exited" if not procs.alive(pid) else None),
+                           timeout, f"{spec.name} kube-apiserver (pid {pid}) to serve or exit", interval=0.5)
+    except WaitTimeout:
+        log(f"cluster {spec.name}: kube-apiserver (pid {pid}) neither served nor exited in {timeout:.0f}s; stopping it")
+        procs.stop(pid, f"{spec.name} kube-apiserver", 15)
+        return False
+    return outcome == "serving"
+
+
+def _await_port(spec: ClusterSpec, log, timeout: float | None = None) -> None:
+    """Make sure the cluster's API port is free. Held by a lab process (or by one that is exiting,
+    its memory already gone): wait for the release, bounded. Held by anything else: one clear error."""
+    timeout = EXIT_WAIT_TIMEOUT if timeout is None else timeout
+    port = spec.apiserver_port
+    if procs.port_free("127.0.0.1", port):
+        return
+    owners = procs.port_owners(port)
+    lab = set(lab_processes())
+    foreign = [pid for pid in owners if pid not in lab and procs.cmdline(pid)]
+    if foreign:
+        who = ", ".join(f"pid {pid} {procs.cmdline(pid)[:60]!r}" for pid in foreign)
+        raise ClusterError(
+            f"port 127.0.0.1:{port} for cluster {spec.name}'s kube-apiserver is in use by another "
+            f"process ({who}); free it or change apiserver_port in {CONFIG_FILE}")
+    if not owners:
+        # Nobody we can see holds it (a socket of another user's process, a namespace): not ours to wait for.
+        raise ClusterError(
+            f"port 127.0.0.1:{port} for cluster {spec.name}'s kube-apiserver is in use by another "
+            f"process; free it or change apiserver_port in {CONFIG_FILE}")
+    log(f"cluster {spec.name}: port {port} is still held by exiting lab process(es) {owners}; "
+        f"waiting up to {timeout:.0f}s for its release")
+    try:
+        wait_for(lambda: procs.port_free("127.0.0.1", port), timeout, f"port {port} to be released", interval=0.2)
+    except WaitTimeout:
+        raise ClusterError(f"port 127.0.0.1:{port} of cluster {spec.name} is still held by pid(s) "
+                           f"{procs.port_owners(port)} after {timeout:.0f}s; run `lab down`") from None
+
+
+def _start(spec: ClusterSpec, bindir: Path, known: set[str], log=print) -> str:
     """Start or create one cluster's processes; returns what was done."""
     kubeconfig = paths.kubeconfig_path(spec.name)
     if spec.name in known and kubeconfig.is_file() and _running(spec.name):
         return "already up"
-    if not procs.port_free("127.0.0.1", spec.apiserver_port):
-        raise ClusterError(
-            f"port 127.0.0.1:{spec.apiserver_port} for cluster {spec.name}'s kube-apiserver is in use by another "
-            f"process; free it or change apiserver_port in {CONFIG_FILE}")
+    if spec.name in known:
+        # Never race a kube-apiserver that is still exiting (a restart, a `lab down` cut short):
+        # kwokctl would take it for running, or the new one would find its port taken.
+        if _await_apiserver(spec, log):
+            return "already up"
+        _drop_stale_pid_files(spec.name)
+    _await_port(spec, log)
     if spec.name in known:
         _kwokctl(bindir, "start", "cluster", "--name", spec.name, "--wait", f"{READY_TIMEOUT}s")
         return "started"
@@ -232,14 +356,14 @@ def up(log=print) -> dict[str, str]:
     the same one. Readiness waits, which dominate, run in parallel.
     """
     bindir = k8sbin.ensure_built(log)
-    paths.KUBECONFIG_DIR.mkdir(parents=True, exist_ok=True)
-    paths.KWOK_WORKDIR.mkdir(parents=True, exist_ok=True)
+    paths.private_dir(paths.KUBECONFIG_DIR)
+    paths.private_dir(paths.KWOK_WORKDIR)
     known = existing_clusters(bindir)
     actions = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
         settling = []
         for spec in specs():
-            actions[spec.name] = _start(spec, bindir, known)
+            actions[spec.name] = _start(spec, bindir, known, log)
             settling.append(pool.submit(_settle, spec, actions[spec.name], log))
         for future in settling:
             future.result()
@@ -269,6 +393,93 @@ def down(log=print) -> None:
     shutil.rmtree(paths.KWOK_WORKDIR, ignore_errors=True)
     for spec in specs():
         paths.kubeconfig_path(spec.name).unlink(missing_ok=True)
+
+
+def _spec(name: str) -> ClusterSpec:
+    for spec in specs():
+        if spec.name == name:
+            return spec
+    raise ClusterError(f"no lab cluster {name!r} (clusters: {', '.join(s.name for s in specs())})")
+
+
+def stop_apiserver(name: str, stop_timeout: float | None = None, log=print) -> dict:
+    """Stop a cluster's kube-apiserver and wait until its process has exited and its port is free.
+
+    SIGTERM first (a graceful shutdown drains requests: up to a minute), SIGKILL after
+    ``stop_timeout`` seconds. Returns ``{"pid", "exit_seconds"}`` (pid None: it was not running)."""
+    spec = _spec(name)
+    stop_timeout = APISERVER_STOP_TIMEOUT if stop_timeout is None else stop_timeout
+    comp = component(name)
+    pid = component_pid(name)
+    started = time.monotonic()
+    if pid is not None:
+        log(f"cluster {name}: stopping kube-apiserver (pid {pid}; SIGTERM, SIGKILL after {stop_timeout:.0f}s)")
+        procs.stop(pid, f"{name} kube-apiserver", stop_timeout)
+    _pid_file(name, comp).unlink(missing_ok=True)
+    _await_port(spec, log)
+    return {"pid": pid, "exit_seconds": round(time.monotonic() - started, 2)}
+
+
+def start_apiserver(name: str, ready_timeout: float = READY_TIMEOUT, log=print) -> dict:
+    """Start a cluster's kube-apiserver the way kwokctl's binary runtime does (same binary, args,
+    working dir and env from kwok.yaml; own session; output to logs/; pid in pids/) and wait
+    for /readyz. A no-op wait when it already runs. Returns ``{"pid", "ready_seconds"}``."""
+    spec = _spec(name)
+    comp = component(name)
+    started = time.monotonic()
+    workdir = Path(comp.get("workDir") or cluster_dir(name))
+    logfile = workdir / "logs" / f"{Path(comp['binary']).stem}.log"
+    pid = component_pid(name)
+    if pid is None:
+        _await_port(spec, log)
+        env = dict(os.environ)
+        env.update({e["name"]: str(e.get("value", "")) for e in comp.get("envs") or []})
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            pid = procs.spawn_detached([comp["binary"], *comp.get("args", [])], workdir, logfile, env)
+        except OSError as exc:
+            raise ClusterError(f"cluster {name}: {exc}") from None
+        pid_file = _pid_file(name, comp)
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(str(pid))
+        log(f"cluster {name}: kube-apiserver started (pid {pid})")
+
+    try:
+        # "exited" ends the wait at once: a kube-apiserver that dies at start-up never serves.
+        outcome = wait_for(lambda: "exited" if not procs.alive(pid) else readyz(name), ready_timeout,
+                           f"{name} /readyz")
+    except WaitTimeout as exc:
+        raise ClusterError(f"cluster {name}: {exc} (log: {logfile})") from None
+    if outcome == "exited":
+        tail = ""
+        with contextlib.suppress(OSError):
+            tail = (logfile.read_text(errors="replace").strip().splitlines() or [""])[-1]
+        raise ClusterError(f"cluster {name}: kube-apiserver (pid {pid}) exited: {tail[-200:]} (log: {logfile})")
+    return {"pid": pid, "ready_seconds": round(time.monotonic() - started, 2)}
+
+
+def restart_apiserver(name: str, down_seconds: float = 0, stop_timeout: float | None = None,
+                      ready_timeout: float = READY_TIMEOUT, log=print) -> dict:
+    """Restart a cluster's kube-apiserver on purpose: stop it and wait for the old process to exit
+    (SIGTERM, SIGKILL after ``stop_timeout``), stay down ``down_seconds``, start it the way kwokctl
+    does, wait for /readyz. etcd, the controllers and kwok keep running (they reconnect).
+
+    Returns ``{"cluster", "old_pid", "new_pid", "exit_seconds", "down_seconds", "ready_seconds",
+    "total_seconds"}``."""
+    if name not in existing_clusters(k8sbin.bin_dir()):
+        raise ClusterError(f"cluster {name!r} is not set up: run `lab up`")
+    started = time.monotonic()
+    stopped = stop_apiserver(name, stop_timeout, log)
+    if down_seconds > 0:
+        log(f"cluster {name}: kube-apiserver stays down for {down_seconds:g}s")
+        time.sleep(down_seconds)  # the caller asked for an outage of this length
+    started_again = start_apiserver(name, ready_timeout, log)
+    result = {"cluster": name, "old_pid": stopped["pid"], "new_pid": started_again["pid"],
+              "exit_seconds": stopped["exit_seconds"], "down_seconds": down_seconds,
+              "ready_seconds": started_again["ready_seconds"], "total_seconds": round(time.monotonic() - started, 2)}
+    log(f"cluster {name}: kube-apiserver restarted (old pid {result['old_pid']} exited in {result['exit_seconds']}s,"
+        f" new pid {result['new_pid']} ready in {result['ready_seconds']}s)")
+    return result
 
 
 def status() -> list[dict]:

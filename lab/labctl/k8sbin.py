@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from labctl import paths
+from labctl import buildlog, paths
 
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwokctl", "etcd")
 HELM_VERSION = "v3.22.0"
@@ -62,25 +62,28 @@ def _require_go() -> str:
 
 
 def ensure_built(log=print) -> Path:
-    """Build the binaries once per wrapper-module hash; return the bin directory."""
+    """Build the binaries once per wrapper-module hash; return the bin directory.
+
+    One line per component goes to ``log``; Go's output goes to the build log (labctl.buildlog)."""
     directory = bin_dir()
     if not all((directory / name).is_file() for name in COMPONENTS):
         _require_go()
-        log(f"building Kubernetes {kube_version()}, etcd and kwok from Go modules into {directory} "
-            "(cold: ~7 min on 2 cores)")
-        result = subprocess.run(["bash", str(paths.K8SBIN_MODULE / "build.sh"), str(directory)], check=False)
-        if result.returncode != 0:
-            raise BuildError(f"control-plane build failed (exit {result.returncode}); see the Go output above")
+        log(f"building Kubernetes {kube_version()} control plane, etcd and kwok from Go modules for the lab "
+            f"clusters (~7 min on 2 cores, cold{buildlog.note()}) ...")
+        code, path = buildlog.run(["bash", str(paths.K8SBIN_MODULE / "build.sh"), str(directory)],
+                                  "control plane build")
+        if code != 0:
+            raise BuildError(f"control-plane build failed (exit {code}); see {buildlog.shown(path)}")
     if not helm_path().is_file():
         go = _require_go()
-        log(f"building Helm {HELM_VERSION} from Go modules")
+        log(f"building Helm {HELM_VERSION} from Go modules for kubernetes.core.helm (~3 min on 2 cores, "
+            f"cold{buildlog.note()}) ...")
         env = dict(os.environ, CGO_ENABLED="0", GOBIN=str(helm_path().parent))
         ldflags = f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}"
-        result = subprocess.run(
-            [go, "install", "-trimpath", "-ldflags", ldflags, f"{HELM_MODULE}@{HELM_VERSION}"], env=env, check=False
-        )
-        if result.returncode != 0:
-            raise BuildError(f"Helm build failed (exit {result.returncode}); see the Go output above")
+        code, path = buildlog.run([go, "install", "-trimpath", "-ldflags", ldflags, f"{HELM_MODULE}@{HELM_VERSION}"],
+                                  "Helm build", env=env)
+        if code != 0:
+            raise BuildError(f"Helm build failed (exit {code}); see {buildlog.shown(path)}")
     check_version(directory)
     return directory
 

@@ -9,6 +9,9 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from labctl.waiting import WaitTimeout, wait_for
@@ -71,6 +74,22 @@ def stop(pid: int, what: str, timeout: float) -> None:
         wait_for(gone, 5, f"{what} (pid {pid}) to die")
 
 
+def comm(pid: int) -> str:
+    """The process's short name (kept by the kernel until it is reaped, unlike its command line)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def cmdline(pid: int) -> str:
+    """The command line, space-joined; empty for a zombie or a process whose memory is already gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
 def processes_matching(marker: str) -> list[int]:
     """PIDs whose command line contains ``marker`` (e.g. the lab's kwok work dir)."""
     pids = []
@@ -96,6 +115,71 @@ def rss_bytes(pids: list[int]) -> int:
         except OSError:
             pass
     return total
+
+
+def _listen_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def port_owners(port: int) -> list[int]:
+    """PIDs holding a TCP socket that listens on ``port`` (any address), found through /proc."""
+    inodes = _listen_inodes(port)
+    if not inodes:
+        return []
+    owners = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fds = list((proc / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                owners.append(int(proc.name))
+                break
+    return sorted(owners)
+
+
+# Started by a short-lived intermediate Python so that the service is nobody's child (like a
+# daemon, or what kwokctl's fork-exec leaves once kwokctl exits): no zombie is left with the
+# caller when it later exits, whoever stops it.
+_SPAWNER = """
+import json, os, subprocess, sys
+spec = json.loads(sys.argv[1])
+with open(spec["log"], "ab") as log:
+    proc = subprocess.Popen(spec["argv"], cwd=spec["cwd"], env=spec["env"], stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=log, start_new_session=True)
+print(proc.pid)
+"""
+
+
+def spawn_detached(argv: Sequence[str], cwd: str | Path, log_path: str | Path,
+                   env: Mapping[str, str] | None = None) -> int:
+    """Start ``argv`` in its own session, detached from the caller, output appended to ``log_path``;
+    return its PID."""
+    spec = {"argv": [str(a) for a in argv], "cwd": str(cwd), "log": str(log_path),
+            "env": dict(os.environ if env is None else env)}
+    out = subprocess.run([sys.executable, "-c", _SPAWNER, json.dumps(spec)], capture_output=True, text=True,
+                         check=False, timeout=60)
+    if out.returncode != 0 or not out.stdout.strip().isdigit():
+        reason = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+        raise OSError(f"could not start {argv[0]}: {reason}")
+    return int(out.stdout.strip())
 
 
 def listening_ports(pids: set[int] | None = None) -> list[int]:

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .. import paths
+from .. import buildlog, paths
 from . import podman
 from .errors import FleetError
 
@@ -156,12 +156,15 @@ def image_ref(defn: dict | None = None) -> str:
     return f"{IMAGE_REPO}:{definition_hash(defn or definition())[:16]}"
 
 
-def ensure_image() -> str:
+def ensure_image(log=None) -> str:
     """Return the image reference, building and importing it first if it does not exist."""
     defn = definition()
     ref = image_ref(defn)
     if podman.ok(["image", "exists", ref]):
         return ref
+    if log:
+        log(f"building the lab machine image {ref} (Debian {SUITE} by debootstrap from {defn['mirror']}, "
+            f"{len(defn['packages'])} packages; ~2 min, cold{buildlog.note()}) ...")
     build(defn, ref)
     return ref
 
@@ -211,10 +214,14 @@ def build(defn: dict, ref: str) -> None:
         root = Path(tmp) / "rootfs"
         cmd = ["debootstrap", f"--variant={defn['variant']}", f"--arch={defn['arch']}",
                "--include=" + ",".join(defn["packages"]), defn["suite"], str(root), defn["mirror"]]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["?"]
-            raise FleetError(f"debootstrap failed: {tail[0]} (log: {root}/debootstrap/debootstrap.log)")
+        code, log_path = buildlog.run(cmd, "machine image debootstrap")
+        if code != 0:
+            detail = root / "debootstrap" / "debootstrap.log"
+            if detail.is_file():  # the temporary root goes away with this block: keep its details
+                with open(log_path, "a") as fh:
+                    fh.write(detail.read_text(errors="replace"))
+            tail = (buildlog.tail(log_path, 1) or ["?"])[0]
+            raise FleetError(f"debootstrap failed: {tail} (log: {buildlog.shown(log_path)})")
         _configure_rootfs(root, defn)
         tar = subprocess.Popen(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-c", "."],
                                stdout=subprocess.PIPE)

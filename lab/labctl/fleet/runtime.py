@@ -45,6 +45,9 @@ DOCKER_SHIM = Path(__file__).resolve().parent.parent / "rancher" / "fixtures" / 
 START_WORKERS = int(os.environ.get("LAB_FLEET_START_WORKERS", "4"))
 READY_WORKERS = 16
 READY_TIMEOUT = float(os.environ.get("LAB_FLEET_READY_TIMEOUT", "240"))
+# How long `fleet down` keeps removing containers that podman could not remove at once (podman
+# 4.3's `rm --force` gives up on a container in "stopping", which ends a little later on its own).
+DOWN_TIMEOUT = float(os.environ.get("LAB_FLEET_DOWN_TIMEOUT", "180"))
 
 Log = Callable[[str], None]
 
@@ -61,7 +64,7 @@ def container_name(name: str) -> str:
 
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
-    FLEET_DIR.mkdir(parents=True, exist_ok=True)
+    paths.private_dir(FLEET_DIR)
     with open(FLEET_DIR / ".lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
@@ -77,7 +80,7 @@ def load_state() -> dict:
 
 
 def _save_state(profile: str, machines: list[Machine], image_ref: str) -> None:
-    FLEET_DIR.mkdir(parents=True, exist_ok=True)
+    paths.private_dir(FLEET_DIR)
     tmp = STATE_FILE.with_suffix(".tmp")
     tmp.write_text(json.dumps({"profile": profile, "image": image_ref, "network": NETWORK,
                                "machines": [m.to_dict() for m in machines]}, indent=2))
@@ -86,8 +89,7 @@ def _save_state(profile: str, machines: list[Machine], image_ref: str) -> None:
 
 def ensure_ssh_key() -> Path:
     """The lab's ed25519 key (0600) and the authorized_keys file mounted into every machine."""
-    SSH_DIR.mkdir(parents=True, exist_ok=True)
-    SSH_DIR.chmod(0o700)
+    paths.private_dir(SSH_DIR)
     if not KEY_PATH.exists():
         proc = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "aicluster-lab",
                                "-f", str(KEY_PATH)], capture_output=True, text=True, check=False)
@@ -279,7 +281,7 @@ def up(profile: str = "demo", log: Log | None = None) -> list[Machine]:
         known = {d["name"]: Machine.from_dict(d) for d in state.get("machines", [])} if existing else {}
         machines = [known.pop(m.name, m) for m in wanted] + list(known.values())  # keep `add`ed machines
         _assign_addresses(machines)
-        image_ref = image.ensure_image()
+        image_ref = image.ensure_image(log)
         ensure_ssh_key()
         ensure_host_limits()
         ensure_network()
@@ -312,9 +314,9 @@ def add(name: str, model: str = "", count: int = 0, log: Log | None = None) -> M
         m = make_machine(name, model, count)
         machines.append(m)
         _assign_addresses(machines)
-        image_ref = state.get("image") or image.ensure_image()
+        image_ref = state.get("image") or image.ensure_image(log)
         if not podman.ok(["image", "exists", image_ref]):
-            image_ref = image.ensure_image()
+            image_ref = image.ensure_image(log)
         ensure_ssh_key()
         ensure_host_limits()
         ensure_network()
@@ -332,7 +334,7 @@ def remove(name: str, log: Log | None = None) -> None:
         machines = [Machine.from_dict(d) for d in state.get("machines", [])]
         if not any(m.name == name for m in machines):
             raise FleetError(f"machine {name!r} is not in the fleet")
-        podman.run(["rm", "--force", "--time", "0", container_name(name)], timeout=120)
+        remove_containers([container_name(name)], log=log)
         shutil.rmtree(machine_dir(name), ignore_errors=True)
         machines = [m for m in machines if m.name != name]
         _save_state(state["profile"], machines, state.get("image", ""))
@@ -340,12 +342,57 @@ def remove(name: str, log: Log | None = None) -> None:
         log(f"removed machine {name}")
 
 
-def down(log: Log | None = None) -> None:
+def _fleet_containers(run: Callable[..., subprocess.CompletedProcess[str]]) -> dict[str, str]:
+    """Container name -> state of every fleet container, whatever its state."""
+    out = run(["ps", "-a", "--filter", f"label={LABEL}=1", "--format", "json"]).stdout
+    return {c["Names"][0]: str(c.get("State", "unknown")) for c in json.loads(out or "[]")}
+
+
+def remove_containers(names: list[str], timeout: float = DOWN_TIMEOUT, log: Log | None = None,
+                      run: Callable[..., subprocess.CompletedProcess[str]] | None = None,
+                      sleep: Callable[[float], None] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic) -> None:
+    """``podman rm --force`` the containers, and keep at those podman could not remove (stuck in
+    "stopping", a busy storage lock) until they are gone or ``timeout`` seconds have passed; then
+    fail naming them. ``run`` is :func:`podman.run` (a fake in the unit tests)."""
+    run = run or podman.run
+    log = log or _default_log
+    deadline = clock() + timeout
+    remaining = list(names)
+    pause = 0.5
+    last_error = ""
+    told = False
+    while True:
+        try:
+            proc = run(["rm", "--force", "--ignore", "--time", "0", *remaining], check=False,
+                       timeout=max(60.0, deadline - clock()))
+            if proc.returncode != 0:
+                last_error = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        except FleetError as exc:  # podman itself timed out
+            last_error = str(exc)
+        present = _fleet_containers(run)
+        remaining = [n for n in remaining if n in present]
+        if not remaining:
+            return
+        if clock() >= deadline:
+            states = ", ".join(f"{n} ({present[n]})" for n in remaining)
+            raise FleetError(f"{len(remaining)} machine container(s) still there after {timeout:.0f}s: {states}; "
+                             f"podman: {last_error or 'no error'}; retry `lab fleet down`")
+        if not told:
+            stuck = ", ".join(f"{n} ({present[n]})" for n in remaining[:5])
+            log(f"waiting for {len(remaining)} container(s) podman could not remove yet: {stuck}"
+                f"{' ...' if len(remaining) > 5 else ''} (up to {timeout:.0f}s)")
+            told = True
+        sleep(min(pause, max(0.0, deadline - clock())))
+        pause = min(pause * 2, 5.0)
+
+
+def down(log: Log | None = None, timeout: float = DOWN_TIMEOUT) -> None:
     log = log or _default_log
     with _locked():
         names = [c["Names"][0] for c in podman.ps(f"{LABEL}=1")]
         if names:
-            podman.run(["rm", "--force", "--time", "0", *names], timeout=600)
+            remove_containers(names, timeout, log)
             log(f"removed {len(names)} machine(s)")
         if podman.ok(["network", "exists", NETWORK]):
             podman.run(["network", "rm", "--force", NETWORK])

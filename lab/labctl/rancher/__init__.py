@@ -127,9 +127,7 @@ def up(worker_kubeconfig: Path | None = None, bind_hosts: tuple[str, ...] = DEFA
 
     say = log or (lambda m: None)
     worker_kubeconfig = Path(worker_kubeconfig or paths.kubeconfig_path("worker"))
-    d = state_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    os.chmod(d, 0o700)
+    d = paths.private_dir(state_dir())
     f = _files()
     if _our_pid() is None:
         if not bind_hosts:

@@ -83,8 +83,9 @@ def ensure_pki(directory: Path, extra_ips: tuple[str, ...] = ()) -> Pki:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
+    from labctl import paths
+
+    paths.private_dir(directory)
     pki = Pki(directory / "ca.pem", directory / "ca-key.pem", directory / "server.pem", directory / "server-key.pem")
     ips = tuple(dict.fromkeys((*SERVER_IPS, *extra_ips)))
     now = datetime.datetime.now(datetime.UTC)

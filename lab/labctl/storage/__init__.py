@@ -269,9 +269,7 @@ def up(log=None, fleet_address: str = FLEET_HOST_ADDRESS, redis_port: int = REDI
         raise StorageLabError(f"storage: the fleet bridge {fleet_address} is not on this host: "
                               "run `lab fleet up` first")
     hosts = list(dict.fromkeys(["127.0.0.1", fleet_address]))
-    d = state_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    os.chmod(d, 0o700)
+    d = paths.private_dir(state_dir())
     f = _files()
     try:
         juicefs = Path(juicefs) if juicefs else binary.ensure_built(log=say)
