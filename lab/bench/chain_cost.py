@@ -35,7 +35,7 @@ from pathlib import Path
 from labctl import fleet, paths, rancher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bootstrap_scale import profile_of  # noqa: E402 - sibling bench script
+from bootstrap_scale import profile_of
 
 REPO = paths.REPO_ROOT
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
