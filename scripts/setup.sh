@@ -107,8 +107,8 @@ if [ -n "$pip_version" ]; then
   fi
 fi
 
-# 5. Private local state: the lab's state dir and Ansible's fact cache (ansible.cfg) are 0700.
-private_dir "$state_dir" .cache/facts
+# 5. Private local state: the lab's state dir is 0700 (Ansible keeps facts in memory only).
+private_dir "$state_dir"
 
 if [ "$did" -eq 0 ]; then
   echo "setup: everything present (Debian packages, .venv, lab binaries in ~/.cache/ai-cluster-lab)"
