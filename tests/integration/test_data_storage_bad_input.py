@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -125,6 +126,16 @@ def test_non_empty_mount_point_is_refused(tmp_path):
         adhoc("ansible.builtin.file", f"path={target} state=absent")
 
 
+def test_wrong_metadata_password_fails_before_the_secrets_change(tmp_path):
+    env = "/etc/juicefs/juicefs-data-k8s.env"
+    before = adhoc("ansible.builtin.stat", f"path={env} checksum_algorithm=sha256")
+    out = play(tmp_path, {"data_storage_juicefs_meta_password": "not-the-password"})
+    assert_refused(out, "cannot read the JuiceFS metadata engine")
+    assert "not-the-password" not in json.dumps(out)
+    after = adhoc("ansible.builtin.stat", f"path={env} checksum_algorithm=sha256")
+    assert before.stdout.split('"checksum"')[1][:70] == after.stdout.split('"checksum"')[1][:70]
+
+
 def test_bad_checksum_leaves_the_installed_client_alone(tmp_path):
     before = adhoc("ansible.builtin.stat", "path=/usr/local/bin/juicefs checksum_algorithm=sha256")
     out = play(tmp_path, {"data_storage_juicefs_checksum": "sha256:" + "0" * 64})
@@ -139,3 +150,48 @@ def test_check_diff_on_the_converged_fleet_changes_nothing(tmp_path):
     assert out["_rc"] == 0, failures(out)
     assert all(s["changed"] == 0 and s["failures"] == 0 for s in out["stats"].values()), out["stats"]
     assert len(out["stats"]) >= 2
+
+
+def task_results(out: dict, name: str, host: str = HOST) -> list[dict]:
+    """Every result of the task (or handler) whose name ends with ``name`` for ``host``."""
+    return [task["hosts"][host] for p in out["plays"] for task in p["tasks"]
+            if task["task"]["name"].endswith(name) and host in task["hosts"]]
+
+
+def main_pid(host: str = HOST) -> str:
+    proc = adhoc("ansible.builtin.command", "systemctl show -p MainPID --value juicefs-data-k8s.service", host)
+    found = re.search(r"rc=0 >>\s*\n(\d+)", proc.stdout)
+    assert proc.returncode == 0 and found, proc.stdout + proc.stderr
+    return found.group(1)
+
+
+def test_unit_change_shows_its_diff_in_check_mode_and_restarts_through_the_handler(tmp_path):
+    unit = "/etc/systemd/system/juicefs-data-k8s.service"
+    pid = main_pid()
+    assert pid != "0", "the mount unit is not running: converge the role first"
+
+    checked = play(tmp_path, {"data_storage_juicefs_prefetch": 2}, "--check", "--diff")
+    assert checked["_rc"] == 0, failures(checked)
+    [written] = task_results(checked, "Write the mount unit")
+    assert written["changed"] and "--prefetch=2" in json.dumps(written["diff"])
+    [restart] = task_results(checked, "Restart the JuiceFS mount")
+    assert restart["changed"], "check mode does not report the restart the change would cause"
+    assert task_results(checked, "Write the mount's environment file (secrets, 0600)")[0].get("skipped")
+    assert main_pid() == pid, "--check restarted the mount"
+    assert "--prefetch=1" in adhoc("ansible.builtin.command", f"cat {unit}").stdout, "--check wrote the unit"
+
+    try:
+        changed = play(tmp_path, {"data_storage_juicefs_prefetch": 2})
+        assert changed["_rc"] == 0, failures(changed)
+        [restart] = task_results(changed, "Restart the JuiceFS mount")
+        assert restart["changed"]
+        assert main_pid() != pid, "the unit changed but the mount was not restarted"
+        [mounted] = task_results(changed, "The volume is mounted at the data path")
+        assert not mounted.get("failed") and not mounted.get("skipped")
+        again = play(tmp_path, {"data_storage_juicefs_prefetch": 2})
+        assert again["stats"][HOST]["changed"] == 0 and not task_results(again, "Restart the JuiceFS mount")
+    finally:
+        restored = play(tmp_path, {})
+        assert restored["_rc"] == 0, failures(restored)
+    assert "--prefetch=1" in adhoc("ansible.builtin.command", f"cat {unit}").stdout
+    assert "fuse.juicefs" in adhoc("ansible.builtin.command", "findmnt -n /data/k8s").stdout

@@ -80,6 +80,7 @@ def test_converged_machine_reports_ok_everywhere(tmp_path, capsys, systemctl):
     }, capsys)
     assert result["_rc"] == 0 and result["changed"] is False
     assert result["target"] == {"state": "empty", "problem": None, "kind": "dir", "mount": None, "entries": 0}
+    assert "msg" not in result
     assert result["files"]["env"]["ok"] is True and result["files"]["env"]["mode"] == "0600"
     assert all(d["ok"] for d in result["directories"].values())
     assert result["services"]["juicefs-data-k8s.service"] == {
@@ -126,6 +127,7 @@ def test_refusals_are_reported_with_mount_targets_sentence(tmp_path, capsys):
     assert result["target"]["problem"] == (
         f"{data} is a non-empty directory (1 entries: keep.txt) that is not the wanted fuse.juicefs "
         "JuiceFS:aicluster: refusing to mount over it (move its content away first)")
+    assert result["msg"] == result["target"]["problem"]  # what failed_when shows
     assert (data / "keep.txt").read_text() == "precious"
 
 

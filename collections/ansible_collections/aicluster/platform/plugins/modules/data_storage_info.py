@@ -13,10 +13,11 @@ version_added: 0.2.0
 description:
   - Read-only, so a role can call it once, before its first change, and then act only on what differs
     (tasks with C(when) on the report). Works the same in check mode.
-  - The mount point O(path) is judged as M(aicluster.platform.mount_target) judges it - C(ready) when it
-    already is the wanted filesystem, C(empty) when absent or an empty unmounted directory - but a
+  - The mount point O(path) is judged as M(aicluster.platform.mount_target_info) judges it - C(ready) when
+    it already is the wanted filesystem, C(empty) when absent or an empty unmounted directory - but a
     refusal (a non-empty directory, another mount, a file, a foreign symlink) is reported as
-    C(target.state=refused) with the sentence in C(target.problem) instead of failing the task.
+    C(target.state=refused) with the sentence in C(target.problem) (and C(msg)) instead of failing the
+    task; C(failed_when) on it makes the refusal fail with that sentence.
   - Files are compared by content (sha256 computed on the machine against O(files[].sha256), which the
     caller renders on the control host) and by mode/owner/group. Actual hashes are never returned.
   - Units are read with one C(systemctl show) call.
@@ -134,6 +135,7 @@ EXAMPLES = r"""
         mode: "0700"
     services: [juicefs-data-k8s.service]
   register: state
+  failed_when: state.target.state == 'refused'
 
 - name: Write the unit only when it differs
   ansible.builtin.template:
@@ -154,6 +156,12 @@ target:
   sample: {"state": "ready", "problem": null, "kind": "dir", "entries": 3,
            "mount": {"mount_point": "/data/k8s", "fstype": "fuse.juicefs", "source": "JuiceFS:aicluster",
                      "root": "/", "options": "rw,relatime"}}
+msg:
+  description: The refusal's sentence, as C(target.problem).
+  returned: when C(target.state) is C(refused)
+  type: str
+  sample: "/data/k8s is a non-empty directory (1 entries: keep.txt) that is not the wanted fuse.juicefs
+    JuiceFS:aicluster: refusing to mount over it (move its content away first)"
 source_dir:
   description: Whether O(same_as) or O(link_to) exists and is a directory.
   returned: when O(same_as) or O(link_to) is set
@@ -264,6 +272,8 @@ def main():
         if systemctl:
             rc, out, _err = module.run_command(storage_state.systemctl_show_command(systemctl, p["services"]))
         result["services"] = storage_state.parse_systemctl_show(p["services"], rc, out)
+    if result["target"]["problem"]:
+        result["msg"] = result["target"]["problem"]
     module.exit_json(**result)
 
 
