@@ -90,7 +90,7 @@ def test_bootstrap_from_zero_then_idempotent_then_add_and_remove_a_node(bare_fle
 
     rc, recap, out = playbook("site.yml")
     assert rc == 0, out[-6000:]
-    assert {h: r["changed"] for h, r in recap.items()} == dict.fromkeys(names, 0), out
+    assert {h: r["changed"] for h, r in recap.items()} == dict.fromkeys(names, 0), out[-6000:]
 
     fleet.add(NEW, "T4", 2)
     labels_before = {n: node.metadata.labels for n, node in worker_nodes().items() if n in names}
@@ -100,17 +100,20 @@ def test_bootstrap_from_zero_then_idempotent_then_add_and_remove_a_node(bare_fle
     rc, recap, out = playbook("site.yml", "--check", "--diff", "--limit", NEW)
     assert rc == 0, out[-6000:]
     assert set(recap) == {NEW}, sorted(recap)
-    assert recap[NEW]["changed"] > 0, out
-    assert f"would join {NEW} to worker" in out, out
-    assert f"Node {NEW} ({NEW}) does not exist yet" in out and '"gpu-type": "T4"' in out, out
+    assert recap[NEW]["changed"] > 0, out[-6000:]
+    assert f"would join {NEW} to worker" in out, out[-6000:]
+    assert f"Node {NEW} ({NEW}) does not exist yet" in out and "gpu-type=T4" in out, out[-6000:]
     assert NEW not in worker_nodes()
     assert on_machine(NEW, "findmnt", "-n", "/data/k8s").returncode != 0, "the dry run mounted storage"
 
     # One stage on the new machine only: storage, and nothing else (no join yet).
     rc, recap, out = playbook("site.yml", "--limit", NEW, "--tags", "storage")
     assert rc == 0, out[-6000:]
-    assert set(recap) == {NEW} and recap[NEW]["changed"] > 0, out
-    assert "TASK [rancher_worker" not in out and "TASK [node_labels" not in out, out
+    assert set(recap) == {NEW} and recap[NEW]["changed"] > 0, out[-6000:]
+    # (a role's argument validation is tagged `always` by Ansible: it is the only task of other roles)
+    other = [line for line in out.splitlines() if line.startswith(("TASK [rancher_worker", "TASK [node_labels"))
+             and "Validating arguments" not in line]
+    assert not other, other
     assert "fuse.juicefs" in on_machine(NEW, "findmnt", "-n", "-o", "FSTYPE", "/data/k8s").stdout
     assert NEW not in worker_nodes()
 
@@ -125,7 +128,7 @@ def test_bootstrap_from_zero_then_idempotent_then_add_and_remove_a_node(bare_fle
 
     rc, recap, out = playbook("site.yml", "--check", "--diff")
     assert rc == 0, out[-6000:]
-    assert all(r["changed"] == 0 for r in recap.values()), out
+    assert all(r["changed"] == 0 for r in recap.values()), out[-6000:]
 
     # One stage on the whole fleet: a managed label removed by hand comes back with --tags labels,
     # and no other stage runs.
@@ -133,8 +136,10 @@ def test_bootstrap_from_zero_then_idempotent_then_add_and_remove_a_node(bare_fle
     core.patch_node("gpu-a100-1", {"metadata": {"labels": {"train": None}}})
     rc, recap, out = playbook("site.yml", "--tags", "labels")
     assert rc == 0, out[-6000:]
-    assert "TASK [data_storage" not in out and "TASK [rancher_worker" not in out, out
-    assert "TASK [node_labels" in out, out
+    other = [line for line in out.splitlines() if line.startswith(("TASK [data_storage", "TASK [rancher_worker"))
+             and "Validating arguments" not in line]
+    assert not other, other
+    assert "TASK [node_labels" in out, out[-6000:]
     assert worker_nodes()["gpu-a100-1"].metadata.labels.get("train") == "true"
 
     rc, recap, out = playbook("playbooks/remove_node.yml", "--limit", NEW, "-e", "remove_node_confirm=true")

@@ -1,9 +1,9 @@
-"""host_problems and disk_space_info: what keeps a machine from joining, one sentence per problem."""
+"""host_problems and hostinfo.measure: what keeps a machine from joining, one sentence per problem."""
 
 from __future__ import annotations
 
 from ansible_collections.aicluster.platform.plugins.filter.host_preflight import host_problems
-from ansible_collections.aicluster.platform.plugins.modules.disk_space_info import measure
+from ansible_collections.aicluster.platform.plugins.module_utils.hostinfo import measure
 
 GIB = 1024**3
 SPACE = {"/": {"measured": "/", "free_bytes": 50 * GIB}, "/var/lib": {"measured": "/var/lib", "free_bytes": 5 * GIB}}

@@ -13,7 +13,7 @@ version_added: 0.2.0
 description:
   - Read-only, so a role can call it once, before its first change, and then act only on what differs
     (tasks with C(when) on the report). Works the same in check mode.
-  - The mount point O(path) is judged as M(aicluster.platform.mount_target_info) judges it - C(ready) when
+  - The mount point O(path) is judged as the data_storage role needs it - C(ready) when
     it already is the wanted filesystem, C(empty) when absent or an empty unmounted directory - but a
     refusal (a non-empty directory, another mount, a file, a foreign symlink) is reported as
     C(target.state=refused) with the sentence in C(target.problem) (and C(msg)) instead of failing the
