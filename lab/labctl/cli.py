@@ -9,6 +9,7 @@
     lab summary               clusters, kubeconfigs, machines with their Nodes, next commands
     lab restart-apiserver worker [--down-seconds N]   restart one cluster's kube-apiserver
     lab fleet|rancher|storage ...     one part at a time
+    lab devicemanager up|down|status  the device manager + GFD stand-in (not started by `lab up` yet)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import argparse
 import json
 import sys
 
-from labctl import clusters, fleet, k8sbin, paths, rancher, storage, summary
+from labctl import clusters, devicemanager, fleet, k8sbin, paths, rancher, storage, summary
 from labctl.storage import binary as juicefs_binary
 from labctl.waiting import WaitTimeout
 
@@ -118,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     fleet.register_cli(sub)
     rancher.register_cli(sub)
     storage.register_cli(sub)
+    devicemanager.register_cli(sub)
     return top
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from labctl.repos import main
+
+sys.exit(main())

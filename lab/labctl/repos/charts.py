@@ -1,0 +1,179 @@
+"""The Helm chart repository the lab serves (lab fixture).
+
+Two charts in one repository, the way a site's offline chart mirror (ChartMuseum, Harbor, a Nexus
+or Artifactory Helm repository) merges the upstream ones::
+
+    <mirror>/charts/index.yaml
+    <mirror>/charts/nvidia-device-plugin-0.18.0.tgz   NVIDIA's real chart, unchanged
+    <mirror>/charts/dcgm-exporter-4.8.2.tgz           the lab's stand-in of NVIDIA's dcgm-exporter chart
+
+- ``nvidia-device-plugin``: the real chart from the Go module
+  ``github.com/NVIDIA/k8s-device-plugin@v0.18.0`` (``deployments/helm/nvidia-device-plugin``, its
+  node-feature-discovery subchart vendored), fetched with ``go mod download`` through the Go module
+  proxy into the shared module cache and packaged with ``helm package``;
+- ``dcgm-exporter``: ``chartsrc/dcgm-exporter``, a minimal valid chart with the real chart's name,
+  version and value names (DaemonSet with nodeSelector/affinity/tolerations/runtimeClassName, a
+  Service, a ServiceMonitor when ``serviceMonitor.enabled`` and the cluster serves
+  ``monitoring.coreos.com/v1``).
+
+``helm repo index --url <served URL>`` writes ``index.yaml`` with each archive's sha256 digest.
+Builds go to ``~/.cache/ai-cluster-lab/repos/charts/<key>/``, keyed by the definition (module
+version, this file, the stand-in chart's files, the served URL, the Helm version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from labctl import k8sbin, paths
+from labctl.repos.common import (
+    DEFAULT_BASE_URL,
+    RepoBuildError,
+    cache_root,
+    definition_key,
+    finish_build,
+    link_into_mirror,
+    require,
+    run,
+    write_state,
+)
+
+DEVICE_PLUGIN_MODULE = "github.com/NVIDIA/k8s-device-plugin"
+DEVICE_PLUGIN_VERSION = "v0.18.0"
+DEVICE_PLUGIN_CHART_DIR = "deployments/helm/nvidia-device-plugin"
+DCGM_SOURCE = Path(__file__).with_name("chartsrc") / "dcgm-exporter"
+MIRROR_PATH = "charts"
+MANIFEST = "lab-repo.json"
+
+
+def helm_binary() -> str:
+    """The lab's Helm (built by `lab build`, linked into the venv), else one on PATH."""
+    for candidate in (k8sbin.helm_path(), paths.REPO_ROOT / ".venv" / "bin" / "helm"):
+        if Path(candidate).is_file():
+            return str(candidate)
+    found = shutil.which("helm")
+    if not found:
+        raise RepoBuildError("helm not found: run `lab build` (it builds Helm into the lab cache)")
+    return found
+
+
+def _helm_env(home: Path) -> dict:
+    env = dict(os.environ)
+    for var, sub in (("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"), ("HELM_DATA_HOME", "data")):
+        env[var] = str(home / sub)
+    return env
+
+
+def _source_files(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def definition(base_url: str) -> dict:
+    return {
+        "builder": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+        "device_plugin": f"{DEVICE_PLUGIN_MODULE}@{DEVICE_PLUGIN_VERSION}",
+        "dcgm_exporter": _source_files(DCGM_SOURCE),
+        "base_url": base_url,
+        "helm": k8sbin.HELM_VERSION,
+    }
+
+
+def build_dir(base_url: str = DEFAULT_BASE_URL) -> Path:
+    return cache_root() / "charts" / definition_key(definition(base_url))
+
+
+def repo_url(base_url: str = DEFAULT_BASE_URL) -> str:
+    return f"{base_url.rstrip('/')}/{MIRROR_PATH}"
+
+
+def device_plugin_chart(log=print) -> Path:
+    """``go mod download`` the device-plugin module (shared module cache); return its chart directory."""
+    go = require("go", "install Go >= 1.26 (the lab takes the device-plugin chart from its Go module)")
+    env = dict(os.environ, GOFLAGS="-mod=mod")
+    log(f"lab repos: go mod download {DEVICE_PLUGIN_MODULE}@{DEVICE_PLUGIN_VERSION} ...")
+    with tempfile.TemporaryDirectory(prefix="lab-gomod-") as outside_any_module:
+        proc = run([go, "mod", "download", "-json", f"{DEVICE_PLUGIN_MODULE}@{DEVICE_PLUGIN_VERSION}"],
+                   "go mod download", env=env, cwd=outside_any_module)
+    info = json.loads(proc.stdout)
+    if info.get("Error"):
+        raise RepoBuildError(f"go mod download {DEVICE_PLUGIN_MODULE}@{DEVICE_PLUGIN_VERSION}: {info['Error']}")
+    chart = Path(info["Dir"]) / DEVICE_PLUGIN_CHART_DIR
+    meta = chart / "Chart.yaml"
+    if not meta.is_file():
+        raise RepoBuildError(f"{DEVICE_PLUGIN_MODULE}@{DEVICE_PLUGIN_VERSION} has no chart at "
+                             f"{DEVICE_PLUGIN_CHART_DIR}")
+    version = yaml.safe_load(meta.read_text()).get("version")
+    if f"v{version}" != DEVICE_PLUGIN_VERSION:
+        raise RepoBuildError(f"{meta} has version {version}, expected {DEVICE_PLUGIN_VERSION.lstrip('v')}")
+    return chart
+
+
+def ensure_built(log=print, base_url: str = DEFAULT_BASE_URL) -> Path:
+    """Build the chart repository once per definition; return its directory (index.yaml + archives)."""
+    final = build_dir(base_url)
+    if (final / MANIFEST).is_file():
+        return final
+    helm = helm_binary()
+    chart_src = device_plugin_chart(log)
+    log(f"lab repos: packaging the Helm chart repository (nvidia-device-plugin {DEVICE_PLUGIN_VERSION}, "
+        "dcgm-exporter stand-in) ...")
+    started = time.monotonic()
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with tempfile.TemporaryDirectory(prefix="lab-charts-") as work:
+        work_dir = Path(work)
+        env = _helm_env(work_dir / "helm")
+        staged = work_dir / "nvidia-device-plugin"
+        shutil.copytree(chart_src, staged)  # the module cache is read-only
+        for p in [staged, *staged.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        run([helm, "package", staged, "--destination", tmp], "helm package nvidia-device-plugin", env=env)
+        run([helm, "package", DCGM_SOURCE, "--destination", tmp], "helm package dcgm-exporter", env=env)
+        run([helm, "repo", "index", tmp, "--url", repo_url(base_url)], "helm repo index", env=env)
+    index = yaml.safe_load((tmp / "index.yaml").read_text())
+    manifest = {"base_url": base_url, "url": repo_url(base_url),
+                "charts": {name: [e["version"] for e in entries] for name, entries in index["entries"].items()},
+                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "build_seconds": round(time.monotonic() - started, 1)}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    for p in [tmp, *tmp.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    finish_build(tmp, final)
+    log(f"lab repos: chart repository built in {manifest['build_seconds']} s ({final})")
+    return final
+
+
+def charts_repo_info(base_url: str = DEFAULT_BASE_URL) -> dict:
+    """What an inventory needs: the repository URL and, once built, each chart's version and digest."""
+    directory = build_dir(base_url)
+    info: dict = {"url": repo_url(base_url), "index_url": f"{repo_url(base_url)}/index.yaml",
+                  "built": (directory / MANIFEST).is_file(), "charts": {}}
+    wanted = {"nvidia-device-plugin": DEVICE_PLUGIN_VERSION.lstrip("v"),
+              "dcgm-exporter": yaml.safe_load((DCGM_SOURCE / "Chart.yaml").read_text())["version"]}
+    index = yaml.safe_load((directory / "index.yaml").read_text()) if info["built"] else {"entries": {}}
+    for name, version in wanted.items():
+        entry = next((e for e in index["entries"].get(name, []) if e["version"] == version), {})
+        info["charts"][name] = {"version": version, "app_version": entry.get("appVersion"),
+                                "url": (entry.get("urls") or [None])[0], "digest": entry.get("digest")}
+    return info
+
+
+def publish(log=print, base_url: str = DEFAULT_BASE_URL, mirror: Path | None = None) -> dict:
+    """Build (once), link the repository into the mirror stand-in's root, write ``lab/state/repos/charts.json``."""
+    directory = ensure_built(log, base_url)
+    link_into_mirror(MIRROR_PATH, directory, mirror)
+    info = charts_repo_info(base_url)
+    if mirror is None:
+        write_state("charts", info)
+    return info
