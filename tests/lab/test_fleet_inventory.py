@@ -37,6 +37,7 @@ def test_inventory_groups_and_hostvars(tmp_path):
     assert hv["ansible_host"] == "10.77.0.10" and hv["ansible_user"] == "root"
     assert hv["ansible_ssh_private_key_file"] == str(key.resolve())
     assert "-o StrictHostKeyChecking=no" in hv["ansible_ssh_common_args"]
+    assert hv["ansible_host_key_checking"] is False
     assert "-o UserKnownHostsFile=/dev/null" in hv["ansible_ssh_common_args"]
     assert (hv["lab_accelerator_model"], hv["lab_accelerator_count"], hv["lab_rack"]) == ("A100", 8, "r01")
 

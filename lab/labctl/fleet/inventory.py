@@ -29,6 +29,9 @@ def build_inventory(machines: list[Machine], key_path: Path) -> dict:
             "ansible_user": "root",
             "ansible_ssh_private_key_file": str(Path(key_path).resolve()),
             "ansible_ssh_common_args": SSH_ARGS,
+            # Throw-away containers sharing one set of host keys: checking is off for them only
+            # (ansible.cfg keeps Ansible's default, on, for real fleets). Mitogen reads this too.
+            "ansible_host_key_checking": False,
             "lab_accelerator_model": m.model or "none",
             "lab_accelerator_count": m.count,
             **m.vars,
