@@ -9,25 +9,34 @@
     lab summary               clusters, kubeconfigs, machines with their Nodes, next commands
     lab restart-apiserver worker [--down-seconds N]   restart one cluster's kube-apiserver
     lab fleet|rancher|storage ...     one part at a time
-    lab devicemanager up|down|status  the device manager + GFD stand-in (not started by `lab up` yet)
+    lab devicemanager up|down|status  the device manager + GFD stand-in
+    LAB_DEVICE_SUPPORT=1 lab up|down  also publish the NVIDIA apt and chart repositories and start (stop)
+                              the device manager stand-in for `worker` (GPU stage, in progress)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from labctl import clusters, devicemanager, fleet, k8sbin, paths, rancher, storage, summary
+from labctl import clusters, devicemanager, fleet, k8sbin, paths, rancher, repos, storage, summary
 from labctl.storage import binary as juicefs_binary
 from labctl.waiting import WaitTimeout
 
 LAB_ERRORS = (clusters.ClusterError, k8sbin.BuildError, fleet.FleetError, rancher.RancherLabError,
-              storage.StorageLabError, storage.JuiceFSBuildError, WaitTimeout)
+              storage.StorageLabError, storage.JuiceFSBuildError, WaitTimeout, repos.RepoBuildError,
+              devicemanager.DeviceManagerError)
 
 
 def _log(message: str) -> None:
     print(f"lab: {message}", file=sys.stderr, flush=True)
+
+
+def _device_support() -> bool:
+    """``LAB_DEVICE_SUPPORT=1``: `lab up`/`lab down` also handle the device-support fixtures (GPU stage)."""
+    return os.environ.get("LAB_DEVICE_SUPPORT", "").strip().lower() in ("1", "true", "yes")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -38,6 +47,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     _log(f"fleet: {len(machines)} machines up ({args.profile}), inventory {fleet.INVENTORY_PATH}")
     # After the fleet: these services also listen on the fleet bridge, which exists from then on.
     storage.up(log=_log)
+    if _device_support():
+        # The GPU stage's fixtures (issue 10), behind LAB_DEVICE_SUPPORT=1 until the stage is tested:
+        # the toolkit's apt repository and the chart repository, served by the storage mirror (up above),
+        # and the kubelet device-manager + GFD stand-in for the worker cluster.
+        info = repos.publish(log=_log)
+        _log(f"repos: apt {info['apt']['url']}, charts {info['charts']['url']}")
+        devicemanager.up("worker", log=_log)
     rancher.up(paths.kubeconfig_path("worker"), log=_log)
     return 0
 
@@ -46,6 +62,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     # A lab that is down is gone: the next `lab up` starts from bare machines, empty
     # clusters, an unformatted volume and a Rancher that knows no nodes.
     rancher.down(log=_log, purge=True)
+    if _device_support():
+        devicemanager.down(log=_log)  # before the clusters it watches go away
     fleet.down()  # machines unmount /data/k8s before its metadata engine goes away
     storage.down(log=_log, purge=True)
     clusters.down(log=_log)
