@@ -13,20 +13,8 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.aicluster.platform.plugins.module_utils import retry
 from ansible_collections.aicluster.platform.plugins.modules import k8s_readiness_info, node_labels
 from ansible_collections.kubernetes.core.plugins.module_utils.k8s import client as k8s_core_client
+from fake_clock import FakeTime
 from fake_kube import TOKEN, FakeKube, ready_node
-
-
-class FakeTime:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps = []
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture(autouse=True)

@@ -12,23 +12,8 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.aicluster.platform.plugins.module_utils import retry
 from ansible_collections.aicluster.platform.plugins.modules import k8s_nodes_info
 from ansible_collections.kubernetes.core.plugins.module_utils.k8s import client as k8s_core_client
+from fake_clock import FakeTime
 from fake_kube import FakeKube, ready_node
-
-
-class FakeTime:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps = []
-        self.on_sleep = None
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-        if self.on_sleep:
-            self.on_sleep()
 
 
 @pytest.fixture(autouse=True)

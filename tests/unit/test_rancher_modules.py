@@ -12,21 +12,9 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.aicluster.platform.plugins.module_utils import rancher_api, retry
 from ansible_collections.aicluster.platform.plugins.modules import rancher_cluster_config, rancher_node
 from ansible_collections.aicluster.platform.plugins.modules import rancher_registration as registration
+from fake_clock import FakeTime
 from labctl.rancher.api import Response
 from labctl.rancher.testing import InProcessStandIn
-
-
-class FakeTime:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps = []
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture(autouse=True)

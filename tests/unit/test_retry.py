@@ -10,21 +10,7 @@ import urllib.error
 
 import pytest
 from ansible_collections.aicluster.platform.plugins.module_utils import retry
-
-
-class FakeTime:
-    """monotonic() that only moves when sleep() is called (or a call 'takes' time)."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
+from fake_clock import FakeTime
 
 
 class Status(Exception):
@@ -36,7 +22,7 @@ class Status(Exception):
 
 @pytest.fixture
 def clock(monkeypatch):
-    fake = FakeTime()
+    fake = FakeTime(start=1000.0)
     monkeypatch.setattr(retry, "time", fake)
     return fake
 
