@@ -9,16 +9,14 @@
     lab summary               clusters, kubeconfigs, machines with their Nodes, next commands
     lab restart-apiserver worker [--down-seconds N]   restart one cluster's kube-apiserver
     lab fleet|rancher|storage ...     one part at a time
-    lab devicemanager up|down|status  the device manager + GFD stand-in
-    LAB_DEVICE_SUPPORT=1 lab up|down  also publish the NVIDIA apt and chart repositories and start (stop)
-                              the device manager stand-in for `worker` (GPU stage, in progress)
+    lab devicemanager up|down|status  the kubelet device-manager + GFD stand-in
+    lab repos build|publish|info  the apt and chart repositories the lab mirror serves
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from labctl import clusters, devicemanager, fleet, k8sbin, paths, rancher, repos, storage, summary
@@ -34,11 +32,6 @@ def _log(message: str) -> None:
     print(f"lab: {message}", file=sys.stderr, flush=True)
 
 
-def _device_support() -> bool:
-    """``LAB_DEVICE_SUPPORT=1``: `lab up`/`lab down` also handle the device-support fixtures (GPU stage)."""
-    return os.environ.get("LAB_DEVICE_SUPPORT", "").strip().lower() in ("1", "true", "yes")
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     clusters.up(log=_log)
     if args.clusters_only:
@@ -47,13 +40,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     _log(f"fleet: {len(machines)} machines up ({args.profile}), inventory {fleet.INVENTORY_PATH}")
     # After the fleet: these services also listen on the fleet bridge, which exists from then on.
     storage.up(log=_log)
-    if _device_support():
-        # The GPU stage's fixtures (issue 10), behind LAB_DEVICE_SUPPORT=1 until the stage is tested:
-        # the toolkit's apt repository and the chart repository, served by the storage mirror (up above),
-        # and the kubelet device-manager + GFD stand-in for the worker cluster.
-        info = repos.publish(log=_log)
-        _log(f"repos: apt {info['apt']['url']}, charts {info['charts']['url']}")
-        devicemanager.up("worker", log=_log)
+    # Device support: the toolkit's apt repository and the chart repository, served by the storage
+    # mirror (up above), and the kubelet device-manager + GFD stand-in for the worker cluster.
+    info = repos.publish(log=_log)
+    _log(f"repos: apt {info['apt']['url']}, charts {info['charts']['url']}")
+    devicemanager.up("worker", log=_log)
     rancher.up(paths.kubeconfig_path("worker"), log=_log)
     return 0
 
@@ -62,8 +53,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     # A lab that is down is gone: the next `lab up` starts from bare machines, empty
     # clusters, an unformatted volume and a Rancher that knows no nodes.
     rancher.down(log=_log, purge=True)
-    if _device_support():
-        devicemanager.down(log=_log)  # before the clusters it watches go away
+    devicemanager.down(log=_log)  # before the clusters it watches go away
     fleet.down()  # machines unmount /data/k8s before its metadata engine goes away
     storage.down(log=_log, purge=True)
     clusters.down(log=_log)
@@ -72,7 +62,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     report = {"clusters": clusters.status(), "machines": fleet.status(), "rancher": rancher.status(),
-              "storage": storage.status()}
+              "storage": storage.status(), "devicemanager": devicemanager.status()}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -82,6 +72,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("machine  " + "  ".join(f"{k}={v}" for k, v in row.items()))
     print("rancher  " + "  ".join(f"{k}={v}" for k, v in report["rancher"].items() if k != "clusters"))
     print("storage  " + "  ".join(f"{k}={v}" for k, v in report["storage"].items()))
+    for row in report["devicemanager"]:
+        print("devicemanager  " + "  ".join(f"{k}={v}" for k, v in row.items() if k not in ("advertised", "log")))
     return 0
 
 

@@ -1,11 +1,11 @@
 """The GPU stage (playbooks/gpu.yml, issue 10) against the lab: first run, converged re-run, --check,
 the bad-input table of both roles, Docker's daemon.json on an RKE1 machine, and the removal.
 
-Needs `LAB_DEVICE_SUPPORT=1 lab up` (the toolkit's apt repository and the chart repository on the lab
-mirror, the device-manager + GFD stand-in for `worker`) on the demo fleet. The stage is switched off in
-the inventory (aicluster_gpu_stage_enabled: false) while it is in progress: every run here switches it
-on with an extra var. The module fixture runs site.yml with the stage off first (the machines joined
-and their Nodes labelled), then the stage alone twice, timed (the figures are printed as JSON).
+Needs `lab up` (the toolkit's apt repository and the chart repository on the lab mirror, the
+device-manager + GFD stand-in for `worker`) on the demo fleet. The module fixture converges site.yml
+(the machines joined, their Nodes labelled, whatever state earlier tests left), removes the stage, then
+runs the stage alone twice from there, timed: a first install and a converged re-run (the figures are
+printed as JSON).
 
 Tests run in file order and share the lab: the removal test comes last and leaves the stage removed.
 """
@@ -23,12 +23,6 @@ import pytest
 
 pytestmark = pytest.mark.lab
 
-# The stage is in progress (switched off in the inventory): it runs only against a lab brought up with
-# its device support, so `make test` on a plain lab is unchanged.
-if os.environ.get("LAB_DEVICE_SUPPORT", "").lower() not in ("1", "true", "yes"):
-    pytest.skip("the GPU stage needs `LAB_DEVICE_SUPPORT=1 lab up` (and LAB_DEVICE_SUPPORT=1 for pytest)",
-                allow_module_level=True)
-
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventory" / "lab"
 STATE = REPO / "lab" / "state" / "repos"
@@ -37,8 +31,8 @@ OTHER_NODES = ["npu-910b-1", "npu-910b-2", "cpu-1"]
 HOST = "gpu-a100-1"
 RKE1_HOST = "gpu-t4-1"
 NAMESPACE = "nvidia-device-plugin"
-ON = {"aicluster_gpu_stage_enabled": True}
 GPU = "nvidia.com/gpu"
+ABSENT = {"nvidia_device_plugin_state": "absent", "nvidia_container_toolkit_state": "absent"}
 
 
 def _env(json_output: bool = True) -> dict[str, str]:
@@ -53,7 +47,7 @@ def _env(json_output: bool = True) -> dict[str, str]:
 def playbook(path: str, extra: dict | None = None, *args: str, timeout: int = 1800) -> dict:
     """Run a playbook of the repository with the json callback; the parsed document plus _rc and _seconds."""
     started = time.monotonic()
-    proc = subprocess.run(["ansible-playbook", "-i", str(INVENTORY), "-e", json.dumps({**ON, **(extra or {})}),
+    proc = subprocess.run(["ansible-playbook", "-i", str(INVENTORY), "-e", json.dumps(extra or {}),
                            *args, str(REPO / path)],
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout, check=False)
     try:
@@ -129,9 +123,11 @@ def release_revisions(name: str) -> int:
 @pytest.fixture(scope="module")
 def figures():
     if not (STATE / "nvidia-apt.json").is_file() or not (STATE / "charts.json").is_file():
-        pytest.fail("the lab's device-support fixtures are not published: run `LAB_DEVICE_SUPPORT=1 lab up`")
-    bootstrap = playbook("site.yml", {"aicluster_gpu_stage_enabled": False})
+        pytest.fail("the lab's device-support fixtures are not published: run `lab up`")
+    bootstrap = playbook("site.yml")
     assert bootstrap["_rc"] == 0, failures(bootstrap)
+    removed = playbook("playbooks/gpu.yml", ABSENT)
+    assert removed["_rc"] == 0, failures(removed)
     first = playbook("site.yml", None, "--tags", "gpu")
     second = playbook("site.yml", None, "--tags", "gpu")
     result = {"first": first, "second": second,
@@ -291,8 +287,7 @@ def test_rke1_daemon_json_merged_docker_restarted_only_on_change_and_restored(fi
 
 
 def test_removal_takes_capacity_pods_and_runtime_class_away(figures):
-    absent = {"nvidia_device_plugin_state": "absent", "nvidia_container_toolkit_state": "absent"}
-    out = playbook("playbooks/gpu.yml", absent)
+    out = playbook("playbooks/gpu.yml", ABSENT)
     assert out["_rc"] == 0, failures(out)
     caps = wait_for(lambda: (c := capacity()) and all(c.get(n, "0") == "0" for n in GPU_NODES) and c)
     assert caps, f"GPU capacity still advertised after the removal: {capacity()}"
@@ -303,5 +298,5 @@ def test_removal_takes_capacity_pods_and_runtime_class_away(figures):
     assert [rc.metadata.name for rc in node_api.list_runtime_class().items if rc.metadata.name == "nvidia"] == []
     status = adhoc(HOST, "ansible.builtin.command", "dpkg-query -W -f=${db:Status-Abbrev} nvidia-container-toolkit")
     assert not re.search(r">>\s*ii", status.stdout), status.stdout  # removed ("rc") or never there (rc 1)
-    again = playbook("playbooks/gpu.yml", absent)
+    again = playbook("playbooks/gpu.yml", ABSENT)
     assert again["_rc"] == 0 and total_changed(again) == 0, changed_tasks(again)

@@ -8,15 +8,9 @@ had (prepare.yml) and has the nvidia runtime, its restore record is private. Oth
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-
-# Like the scenario's plays: nothing to verify unless the lab runs with its device support. Skipped
-# per test (a module-level skip collects nothing, and pytest's exit code 5 fails Molecule's verify).
-pytestmark = pytest.mark.skipif(os.environ.get("LAB_DEVICE_SUPPORT", "").lower() not in ("1", "true", "yes"),
-                                reason="the GPU stage needs `LAB_DEVICE_SUPPORT=1 lab up`")
 
 REPO = Path(__file__).resolve().parents[5]
 APT_STATE = REPO / "lab" / "state" / "repos" / "nvidia-apt.json"

@@ -1,5 +1,6 @@
-"""`lab up`/`lab down` handle the GPU stage's fixtures only with LAB_DEVICE_SUPPORT=1 (no lab needed:
-every part is replaced by a recorder)."""
+"""`lab up`/`lab down` order: the device-support fixtures (repositories, device-manager stand-in) come
+up after the storage mirror that serves them and stop before the fleet and clusters they watch (no lab
+needed: every part is replaced by a recorder)."""
 
 from __future__ import annotations
 
@@ -36,17 +37,13 @@ def calls(monkeypatch):
 UP = argparse.Namespace(clusters_only=False, profile="demo")
 
 
-def test_without_the_switch_nothing_changes(calls, monkeypatch):
-    monkeypatch.delenv("LAB_DEVICE_SUPPORT", raising=False)
-    cli.cmd_up(UP)
-    cli.cmd_down(argparse.Namespace())
-    assert calls == ["clusters.up", "fleet.up", "storage.up", "rancher.up",
-                     "rancher.down", "fleet.down", "storage.down", "clusters.down"]
-
-
-def test_with_the_switch_repos_after_storage_and_device_manager_stopped_first(calls, monkeypatch):
-    monkeypatch.setenv("LAB_DEVICE_SUPPORT", "1")
+def test_repos_after_storage_and_device_manager_stopped_before_the_fleet(calls):
     cli.cmd_up(UP)
     cli.cmd_down(argparse.Namespace())
     assert calls == ["clusters.up", "fleet.up", "storage.up", "repos.publish", "devicemanager.up", "rancher.up",
                      "rancher.down", "devicemanager.down", "fleet.down", "storage.down", "clusters.down"]
+
+
+def test_clusters_only_starts_no_device_support(calls):
+    cli.cmd_up(argparse.Namespace(clusters_only=True, profile="demo"))
+    assert calls == ["clusters.up"]
