@@ -40,6 +40,8 @@ def _env(json_output: bool = True) -> dict[str, str]:
                ANSIBLE_NOCOLOR="1")
     if json_output:
         env["ANSIBLE_STDOUT_CALLBACK"] = "json"
+    else:  # ad-hoc output is parsed: no timing recap after it
+        env["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "false"
     env["PATH"] = f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return env
 
