@@ -63,8 +63,10 @@ def gpu_node(api):
 
 
 def _ready(core: k8s.CoreV1Api, node: str) -> bool:
-    conditions = core.read_node_status(node).status.conditions or []
-    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+    """Ready, and the node-lifecycle controller has taken its not-ready taint away (it lags the condition)."""
+    found = core.read_node(node)
+    ready = any(c.type == "Ready" and c.status == "True" for c in found.status.conditions or [])
+    return ready and not [t for t in found.spec.taints or [] if t.effect in ("NoSchedule", "NoExecute")]
 
 
 def _pods(core, namespace, app):
