@@ -3,6 +3,26 @@
 Each cluster is a real etcd, kube-apiserver, kube-controller-manager and
 kube-scheduler with kwok as the kubelet stand-in, all bound to 127.0.0.1 on ports
 kwokctl picks free. Kubeconfigs land at ``lab/state/kubeconfig/<name>.yaml``.
+
+Scheduler profiles (lab stand-in for Volcano): the kube-scheduler of every lab cluster runs with a
+KubeSchedulerConfiguration (``kubescheduler.config.k8s.io/v1``) holding two profiles,
+``default-scheduler`` and ``volcano`` (``SCHEDULER_PROFILES``). Volcano is not served as a Go
+module, so MindCluster's Volcano cannot run here; a pod with ``schedulerName: volcano`` instead
+gets a real scheduling decision from the real kube-scheduler binary: the default plugin set
+(resource fit on extended resources such as ``huawei.com/Ascend910``, node selectors and affinity,
+taints and tolerations), binding and ``FailedScheduling`` events with the real reasons, reported
+by the ``volcano`` profile. What it is not: no gang scheduling (PodGroups, ``minAvailable``: every
+pod is placed on its own), no queues, no Volcano CRDs or controllers, no MindCluster plugin (no NPU
+topology choice, no ``huawei.com/Ascend910`` pod annotation with chip IDs).
+
+The configuration goes to kwokctl as ``kubeSchedulerConfig`` (a file under
+``lab/state/kwok/scheduler/``); kwokctl copies it into the cluster's directory as
+``scheduler.yaml``, setting ``clientConnection.kubeconfig`` to the kubeconfig it generates, and runs
+kube-scheduler with ``--config`` instead of ``--kubeconfig``. A cluster created before the profiles
+existed (its kube-scheduler has ``--kubeconfig`` and no ``--config`` in ``kwok.yaml``) is brought
+up to date in place by ``lab up``: the same ``scheduler.yaml`` is written, the recorded
+kube-scheduler arguments are switched to ``--config``, and a running kube-scheduler is restarted
+with them; etcd, the API server and everything in the cluster stay as they are.
 """
 
 from __future__ import annotations
@@ -26,6 +46,11 @@ from labctl.waiting import WaitTimeout, wait_for
 CONFIG_FILE = Path(__file__).with_name("clusters.yaml")
 READY_TIMEOUT = 180
 APISERVER = "kube-apiserver"
+SCHEDULER = "kube-scheduler"
+# kube-scheduler profiles of every lab cluster; `volcano` stands in for MindCluster's Volcano (above).
+SCHEDULER_PROFILES = ("default-scheduler", "volcano")
+SCHEDULER_CONFIG_API = "kubescheduler.config.k8s.io/v1"
+SCHEDULER_STOP_TIMEOUT = 30.0
 # kube-apiserver shuts down gracefully on SIGTERM, which can take up to a minute (it drains
 # long-running requests); after this many seconds it gets SIGKILL.
 APISERVER_STOP_TIMEOUT = float(os.environ.get("LAB_APISERVER_STOP_TIMEOUT", "75"))
@@ -60,8 +85,41 @@ def _kwokctl_env(bindir: Path) -> dict[str, str]:
     return env
 
 
-def _kwokctl_config(bindir: Path) -> str:
-    """kwokctl configuration pointing at the locally built binaries, loopback only."""
+def scheduler_config(kubeconfig: str | None = None) -> dict:
+    """The lab's KubeSchedulerConfiguration: one profile per name in ``SCHEDULER_PROFILES``, each with
+    the default plugins. ``kubeconfig`` fills ``clientConnection.kubeconfig`` (kwokctl sets it itself
+    when it copies the file into a cluster it creates)."""
+    config: dict = {"apiVersion": SCHEDULER_CONFIG_API, "kind": "KubeSchedulerConfiguration",
+                    "profiles": [{"schedulerName": name} for name in SCHEDULER_PROFILES]}
+    if kubeconfig:
+        config["clientConnection"] = {"kubeconfig": kubeconfig}
+    return config
+
+
+def scheduler_profiles(config: dict | None) -> list[str]:
+    """The profile names a KubeSchedulerConfiguration declares (``default-scheduler`` when it has none)."""
+    if not isinstance(config, dict):
+        return []
+    profiles = config.get("profiles") or [{}]
+    return [(p or {}).get("schedulerName") or "default-scheduler" for p in profiles if isinstance(p, dict)]
+
+
+def scheduler_config_source(name: str) -> Path:
+    """Where the lab writes the scheduler configuration it hands kwokctl for cluster ``name``."""
+    return paths.KWOK_WORKDIR / "scheduler" / f"{name}.yaml"
+
+
+def write_scheduler_config(name: str) -> Path:
+    """Write ``scheduler_config()`` (no clientConnection: kwokctl adds its own) for ``name``; return the path."""
+    target = scheduler_config_source(name)
+    paths.private_dir(target.parent)
+    paths.write_private(target, yaml.safe_dump(scheduler_config(), sort_keys=False))
+    return target
+
+
+def _kwokctl_config(bindir: Path, scheduler_config_file: Path | None = None) -> str:
+    """kwokctl configuration pointing at the locally built binaries, loopback only; with
+    ``scheduler_config_file``, kube-scheduler runs with that KubeSchedulerConfiguration."""
     options = {
         "runtime": "binary",
         "bindAddress": "127.0.0.1",
@@ -73,6 +131,8 @@ def _kwokctl_config(bindir: Path) -> str:
         "etcdBinary": str(bindir / "etcd"),
         "kubectlBinary": str(bindir / "kubectl"),
     }
+    if scheduler_config_file is not None:
+        options["kubeSchedulerConfig"] = str(scheduler_config_file)
     return yaml.safe_dump(
         {"kind": "KwokctlConfiguration", "apiVersion": "config.kwok.x-k8s.io/v1alpha1", "options": options}
     )
@@ -204,19 +264,27 @@ def cluster_dir(name: str) -> Path:
     return paths.KWOK_WORKDIR / "clusters" / name
 
 
-def component(name: str, component_name: str = APISERVER) -> dict:
-    """One component as kwokctl recorded it in the cluster's kwok.yaml: binary, args, workDir, envs."""
+def _kwok_config(name: str) -> tuple[Path, list]:
+    """The cluster's kwok.yaml and its documents (KwokctlConfiguration, Stages, ...)."""
     config = cluster_dir(name) / "kwok.yaml"
     try:
         docs = list(yaml.safe_load_all(config.read_text()))
     except (OSError, yaml.YAMLError) as exc:
         raise ClusterError(f"cluster {name!r} has no readable kwokctl configuration at {config}: run `lab up`"
                            f" ({exc.__class__.__name__})") from None
-    for doc in docs:
-        if isinstance(doc, dict) and doc.get("kind") == "KwokctlConfiguration":
-            for comp in doc.get("components") or []:
-                if comp.get("name") == component_name:
-                    return comp
+    return config, docs
+
+
+def _kwokctl_doc(docs: list) -> dict | None:
+    return next((d for d in docs if isinstance(d, dict) and d.get("kind") == "KwokctlConfiguration"), None)
+
+
+def component(name: str, component_name: str = APISERVER) -> dict:
+    """One component as kwokctl recorded it in the cluster's kwok.yaml: binary, args, workDir, envs."""
+    config, docs = _kwok_config(name)
+    for comp in (_kwokctl_doc(docs) or {}).get("components") or []:
+        if comp.get("name") == component_name:
+            return comp
     raise ClusterError(f"cluster {name!r}: no component {component_name!r} in {config}")
 
 
@@ -254,6 +322,133 @@ def _drop_stale_pid_files(name: str) -> list[str]:
             pid_file.unlink(missing_ok=True)
             dropped.append(pid_file.stem)
     return dropped
+
+
+def _spawn(name: str, comp: dict) -> tuple[int, Path]:
+    """Start a component the way kwokctl's binary runtime does (same binary, args, working dir and env
+    from kwok.yaml; own session; output appended to logs/<binary>.log; pid in pids/). Returns (pid, log)."""
+    workdir = Path(comp.get("workDir") or cluster_dir(name))
+    logfile = workdir / "logs" / f"{Path(comp['binary']).stem}.log"
+    env = dict(os.environ)
+    env.update({e["name"]: str(e.get("value", "")) for e in comp.get("envs") or []})
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pid = procs.spawn_detached([comp["binary"], *comp.get("args", [])], workdir, logfile, env)
+    except OSError as exc:
+        raise ClusterError(f"cluster {name}: {exc}") from None
+    pid_file = _pid_file(name, comp)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(str(pid))
+    return pid, logfile
+
+
+def _arg_value(args: list[str], flag: str) -> str | None:
+    prefix = f"{flag}="
+    return next((a[len(prefix):] for a in args if a.startswith(prefix)), None)
+
+
+def recorded_scheduler_profiles(name: str) -> list[str]:
+    """The profiles the cluster's kube-scheduler runs with, as kwok.yaml records its arguments
+    (``["default-scheduler"]`` when it runs without ``--config``)."""
+    args = [str(a) for a in component(name, SCHEDULER).get("args") or []]
+    config_file = _arg_value(args, "--config")
+    if not config_file:
+        return ["default-scheduler"]
+    try:
+        return scheduler_profiles(yaml.safe_load(Path(config_file).read_text()))
+    except (OSError, yaml.YAMLError):
+        return []
+
+
+def _ensure_scheduler_profiles(name: str, log=print) -> bool:
+    """Give an existing cluster's kube-scheduler the lab's profiles in place, as kwokctl would have
+    at creation: write ``<cluster>/scheduler.yaml`` (``clientConnection.kubeconfig`` = the kubeconfig
+    it used), switch its recorded arguments from ``--kubeconfig`` to ``--config`` and stop a running
+    one. True when something changed (the caller starts it again); False when it is up to date or the
+    cluster records no kube-scheduler."""
+    config, docs = _kwok_config(name)
+    kwokctl_doc = _kwokctl_doc(docs)
+    comp = next((c for c in (kwokctl_doc or {}).get("components") or [] if c.get("name") == SCHEDULER), None)
+    if kwokctl_doc is None or comp is None:
+        return False
+    args = [str(a) for a in comp.get("args") or []]
+    current: dict | None = None
+    config_file = _arg_value(args, "--config")
+    if config_file:
+        with contextlib.suppress(OSError, yaml.YAMLError):
+            loaded = yaml.safe_load(Path(config_file).read_text())
+            current = loaded if isinstance(loaded, dict) else None
+        if current is not None and scheduler_profiles(current) == list(SCHEDULER_PROFILES):
+            return False
+    kubeconfig = ((current or {}).get("clientConnection") or {}).get("kubeconfig") or _arg_value(args, "--kubeconfig")
+    if not kubeconfig:
+        raise ClusterError(f"cluster {name}: cannot tell which kubeconfig its kube-scheduler uses (neither "
+                           f"--kubeconfig nor a readable --config in {config}); `lab down` and `lab up` recreate it")
+    target = Path(comp.get("workDir") or cluster_dir(name)) / "scheduler.yaml"  # kwokctl's own name for it
+    paths.write_private(target, yaml.safe_dump(scheduler_config(kubeconfig), sort_keys=False))
+    comp["args"] = [f"--config={target}", *(a for a in args if not a.startswith(("--kubeconfig=", "--config=")))]
+    kwokctl_doc.setdefault("options", {})["kubeSchedulerConfig"] = str(write_scheduler_config(name))
+    tmp = config.with_name(f".{config.name}.tmp")
+    tmp.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    os.chmod(tmp, config.stat().st_mode & 0o777)
+    tmp.replace(config)
+    pid = component_pid(name, SCHEDULER)
+    if pid is not None:
+        log(f"cluster {name}: restarting kube-scheduler (pid {pid}) with profiles {', '.join(SCHEDULER_PROFILES)}")
+        procs.stop(pid, f"{name} kube-scheduler", SCHEDULER_STOP_TIMEOUT)
+    _pid_file(name, comp).unlink(missing_ok=True)
+    log(f"cluster {name}: kube-scheduler configured in place with profiles {', '.join(SCHEDULER_PROFILES)} "
+        f"({target})")
+    return True
+
+
+def _scheduler_healthy(comp: dict) -> bool:
+    """kube-scheduler answers ``/healthz`` on its secure port (kwokctl allows the path without auth)."""
+    import ssl
+    import urllib.request
+
+    args = [str(a) for a in comp.get("args") or []]
+    port = _arg_value(args, "--secure-port")
+    host = _arg_value(args, "--bind-address") or "127.0.0.1"
+    if not port:
+        return True
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(f"https://{host}:{port}/healthz", timeout=2, context=context) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def start_scheduler(name: str, timeout: float = READY_TIMEOUT, log=print) -> int:
+    """Start the cluster's kube-scheduler as kwokctl would (no-op when it runs) and wait for /healthz."""
+    comp = component(name, SCHEDULER)
+    pid = component_pid(name, SCHEDULER)
+    logfile = Path(comp.get("workDir") or cluster_dir(name)) / "logs" / f"{Path(comp['binary']).stem}.log"
+    if pid is None:
+        pid, logfile = _spawn(name, comp)
+        log(f"cluster {name}: kube-scheduler started (pid {pid})")
+    try:
+        outcome = wait_for(lambda: "exited" if not procs.alive(pid) else _scheduler_healthy(comp), timeout,
+                           f"{name} kube-scheduler /healthz", interval=0.5)
+    except WaitTimeout as exc:
+        raise ClusterError(f"cluster {name}: {exc} (log: {logfile})") from None
+    if outcome == "exited":
+        tail = ""
+        with contextlib.suppress(OSError):
+            tail = (logfile.read_text(errors="replace").strip().splitlines() or [""])[-1]
+        raise ClusterError(f"cluster {name}: kube-scheduler (pid {pid}) exited: {tail[-200:]} (log: {logfile})")
+    return pid
+
+
+def _already_up(spec: ClusterSpec, log) -> str:
+    """A serving cluster: only its kube-scheduler may need the profiles (a cluster from before them)."""
+    if _ensure_scheduler_profiles(spec.name, log):
+        start_scheduler(spec.name, log=log)
+        return "already up, kube-scheduler reconfigured"
+    return "already up"
 
 
 def _serving(name: str) -> bool:
@@ -315,19 +510,21 @@ def _start(spec: ClusterSpec, bindir: Path, known: set[str], log=print) -> str:
     """Start or create one cluster's processes; returns what was done."""
     kubeconfig = paths.kubeconfig_path(spec.name)
     if spec.name in known and kubeconfig.is_file() and _running(spec.name):
-        return "already up"
+        return _already_up(spec, log)
     if spec.name in known:
         # Never race a kube-apiserver that is still exiting (a restart, a `lab down` cut short):
         # kwokctl would take it for running, or the new one would find its port taken.
         if _await_apiserver(spec, log):
-            return "already up"
+            return _already_up(spec, log)
         _drop_stale_pid_files(spec.name)
     _await_port(spec, log)
     if spec.name in known:
+        _ensure_scheduler_profiles(spec.name, log)  # a cluster from before the profiles: kwokctl starts it so
         _kwokctl(bindir, "start", "cluster", "--name", spec.name, "--wait", f"{READY_TIMEOUT}s")
         return "started"
+    scheduler_file = write_scheduler_config(spec.name)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as cfg:
-        cfg.write(_kwokctl_config(bindir))
+        cfg.write(_kwokctl_config(bindir, scheduler_file))
     try:
         _kwokctl(bindir, "create", "cluster", "--name", spec.name, "--config", cfg.name,
                  "--kube-apiserver-port", str(spec.apiserver_port),
@@ -432,16 +629,7 @@ def start_apiserver(name: str, ready_timeout: float = READY_TIMEOUT, log=print) 
     pid = component_pid(name)
     if pid is None:
         _await_port(spec, log)
-        env = dict(os.environ)
-        env.update({e["name"]: str(e.get("value", "")) for e in comp.get("envs") or []})
-        logfile.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            pid = procs.spawn_detached([comp["binary"], *comp.get("args", [])], workdir, logfile, env)
-        except OSError as exc:
-            raise ClusterError(f"cluster {name}: {exc}") from None
-        pid_file = _pid_file(name, comp)
-        pid_file.parent.mkdir(parents=True, exist_ok=True)
-        pid_file.write_text(str(pid))
+        pid, logfile = _spawn(name, comp)
         log(f"cluster {name}: kube-apiserver started (pid {pid})")
 
     try:
@@ -489,5 +677,7 @@ def status() -> list[dict]:
         if paths.kubeconfig_path(spec.name).is_file() and _running(spec.name):
             ready, total = nodes_ready(spec.name)
             row.update(state="up", version=server_version(spec.name), nodes=f"{ready}/{total} Ready")
+            with contextlib.suppress(ClusterError):
+                row["scheduler_profiles"] = ",".join(recorded_scheduler_profiles(spec.name))
         rows.append(row)
     return rows

@@ -13,18 +13,15 @@ Tests run in file order and share the lab: the removal test comes last and leave
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from stage_runner import adhoc, changed_tasks, failures, playbook, shell, task_ran, total_changed, wait_for
 
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
-INVENTORY = REPO / "inventory" / "lab"
 STATE = REPO / "lab" / "state" / "repos"
 GPU_NODES = {"gpu-a100-1": 8, "gpu-a100-2": 8, "gpu-t4-1": 2}
 OTHER_NODES = ["npu-910b-1", "npu-910b-2", "cpu-1"]
@@ -33,67 +30,6 @@ RKE1_HOST = "gpu-t4-1"
 NAMESPACE = "nvidia-device-plugin"
 GPU = "nvidia.com/gpu"
 ABSENT = {"nvidia_device_plugin_state": "absent", "nvidia_container_toolkit_state": "absent"}
-
-
-def _env(json_output: bool = True) -> dict[str, str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="false",
-               ANSIBLE_NOCOLOR="1")
-    if json_output:
-        env["ANSIBLE_STDOUT_CALLBACK"] = "json"
-    else:  # ad-hoc output is parsed: no timing recap after it
-        env["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "false"
-    env["PATH"] = f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def playbook(path: str, extra: dict | None = None, *args: str, timeout: int = 1800) -> dict:
-    """Run a playbook of the repository with the json callback; the parsed document plus _rc and _seconds."""
-    started = time.monotonic()
-    proc = subprocess.run(["ansible-playbook", "-i", str(INVENTORY), "-e", json.dumps(extra or {}),
-                           *args, str(REPO / path)],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout, check=False)
-    try:
-        start = 0 if proc.stdout.startswith("{") else proc.stdout.index("\n{\n") + 1
-        out, _ = json.JSONDecoder().raw_decode(proc.stdout[start:])
-    except ValueError:
-        pytest.fail(f"no JSON from ansible-playbook {path} (rc {proc.returncode}): {proc.stdout[-2000:]} "
-                    f"{proc.stderr[-2000:]}")
-    out["_rc"] = proc.returncode
-    out["_seconds"] = round(time.monotonic() - started, 1)
-    return out
-
-
-def failures(out: dict) -> list[str]:
-    return [result.get("msg") or json.dumps(result)[:500]
-            for p in out["plays"] for task in p["tasks"] for result in task["hosts"].values()
-            if result.get("failed")]
-
-
-def changed_tasks(out: dict) -> list[str]:
-    return [f"{host}: {task['task']['name']}"
-            for p in out["plays"] for task in p["tasks"] for host, result in task["hosts"].items()
-            if result.get("changed")]
-
-
-def task_ran(out: dict, name: str) -> bool:
-    """A task (or handler) of that name ran (not skipped) on some host."""
-    return any(task["task"]["name"] == name and any(not r.get("skipped") for r in task["hosts"].values())
-               for p in out["plays"] for task in p["tasks"])
-
-
-def total_changed(out: dict, hosts=None) -> int:
-    return sum(s["changed"] for h, s in out["stats"].items() if hosts is None or h in hosts)
-
-
-def adhoc(host: str, module: str, args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["ansible", "-i", str(INVENTORY), host, "-m", module, "-a", args], cwd=REPO,
-                          env=_env(json_output=False), capture_output=True, text=True, timeout=120, check=False)
-
-
-def shell(host: str, command: str) -> str:
-    proc = adhoc(host, "ansible.builtin.command", command)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout.split(">>", 1)[1].strip() if ">>" in proc.stdout else proc.stdout
 
 
 def core():
@@ -105,15 +41,6 @@ def core():
 
 def capacity() -> dict[str, str]:
     return {n.metadata.name: (n.status.capacity or {}).get(GPU, "0") for n in core().list_node().items}
-
-
-def wait_for(check, timeout: float = 90.0, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def release_revisions(name: str) -> int:
