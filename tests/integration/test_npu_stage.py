@@ -183,8 +183,9 @@ def test_package_checksum_mismatch_is_refused(figures):
 
 
 def test_a_uid_taken_by_another_user_is_refused(figures):
-    out = runtime({"ascend_docker_runtime_mindx_uid": 0})
-    assert_refused(out, "uid 0 wanted for user hwMindX is taken by user root")
+    # A new account (hwMindX exists since the first run) whose uid is Debian's daemon's.
+    out = runtime({"ascend_docker_runtime_mindx_user": "mindx2", "ascend_docker_runtime_mindx_uid": 1})
+    assert_refused(out, "uid 1 wanted for user mindx2 is taken by user daemon")
 
 
 def mindcluster(extra: dict) -> dict:
