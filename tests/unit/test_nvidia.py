@@ -9,7 +9,7 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.aicluster.platform.plugins.filter import nvidia_device_plugin as filters
-from ansible_collections.aicluster.platform.plugins.module_utils import nvidia
+from ansible_collections.aicluster.platform.plugins.module_utils import docker_daemon, nvidia
 
 # ------------------------------------------------------------------ driver
 
@@ -88,7 +88,7 @@ NVIDIA_DEFAULT = nvidia.nvidia_docker_settings(default_runtime=True)
 
 def test_merge_keeps_foreign_keys_and_records_what_it_replaced():
     current = {"log-driver": "json-file", "runtimes": {"runc-custom": {"path": "/opt/runc"}}, "default-runtime": "runc"}
-    new, record = nvidia.plan_daemon_json(current, None, NVIDIA_DEFAULT)
+    new, record = docker_daemon.plan_daemon_json(current, None, NVIDIA_DEFAULT)
     assert new["log-driver"] == "json-file"
     assert new["runtimes"] == {"runc-custom": {"path": "/opt/runc"},
                                "nvidia": {"path": "nvidia-container-runtime", "args": []}}
@@ -100,40 +100,40 @@ def test_merge_keeps_foreign_keys_and_records_what_it_replaced():
 
 
 def test_second_run_changes_nothing():
-    new, record = nvidia.plan_daemon_json({"debug": True}, None, NVIDIA)
-    again, record2 = nvidia.plan_daemon_json(new, record, NVIDIA)
+    new, record = docker_daemon.plan_daemon_json({"debug": True}, None, NVIDIA)
+    again, record2 = docker_daemon.plan_daemon_json(new, record, NVIDIA)
     assert again == new and record2 == record
 
 
 def test_absent_restores_exactly_and_keeps_later_foreign_keys():
     original = {"default-runtime": "runc", "registry-mirrors": ["https://m.example"]}
-    new, record = nvidia.plan_daemon_json(original, None, NVIDIA_DEFAULT)
+    new, record = docker_daemon.plan_daemon_json(original, None, NVIDIA_DEFAULT)
     new["max-concurrent-downloads"] = 5  # someone else's change after the role
-    restored, record2 = nvidia.plan_daemon_json(new, record, [], "absent")
+    restored, record2 = docker_daemon.plan_daemon_json(new, record, [], "absent")
     assert restored == {**original, "max-concurrent-downloads": 5}
     assert "runtimes" not in restored  # the parent the role created is gone with its only child
     assert record2 is None
 
 
 def test_dropping_default_runtime_restores_only_that():
-    new, record = nvidia.plan_daemon_json({}, None, NVIDIA_DEFAULT)
-    after, record2 = nvidia.plan_daemon_json(new, record, NVIDIA)
+    new, record = docker_daemon.plan_daemon_json({}, None, NVIDIA_DEFAULT)
+    after, record2 = docker_daemon.plan_daemon_json(new, record, NVIDIA)
     assert "default-runtime" not in after and "nvidia" in after["runtimes"]
     assert [e["path"] for e in record2["entries"]] == [["runtimes", "nvidia"]]
 
 
 def test_invalid_json_and_wrong_types_are_refused():
-    with pytest.raises(nvidia.DaemonJsonError, match="not valid JSON"):
-        nvidia.load_daemon_json("{broken")
-    with pytest.raises(nvidia.DaemonJsonError, match="JSON list, not an object"):
-        nvidia.load_daemon_json("[]")
-    with pytest.raises(nvidia.DaemonJsonError, match="runtimes is not an object"):
-        nvidia.plan_daemon_json({"runtimes": "oops"}, None, NVIDIA)
-    assert nvidia.load_daemon_json("  \n") == {}
+    with pytest.raises(docker_daemon.DaemonJsonError, match="not valid JSON"):
+        docker_daemon.load_daemon_json("{broken")
+    with pytest.raises(docker_daemon.DaemonJsonError, match="JSON list, not an object"):
+        docker_daemon.load_daemon_json("[]")
+    with pytest.raises(docker_daemon.DaemonJsonError, match="runtimes is not an object"):
+        docker_daemon.plan_daemon_json({"runtimes": "oops"}, None, NVIDIA)
+    assert docker_daemon.load_daemon_json("  \n") == {}
 
 
 def test_dump_is_json_with_newline():
-    text = nvidia.dump_daemon_json({"a": 1})
+    text = docker_daemon.dump_daemon_json({"a": 1})
     assert json.loads(text) == {"a": 1} and text.endswith("}\n")
 
 

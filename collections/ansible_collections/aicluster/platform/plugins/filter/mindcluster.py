@@ -8,37 +8,19 @@ logic is module_utils/mindcluster.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from ansible.errors import AnsibleFilterError
 from ansible_collections.aicluster.platform.plugins.module_utils import mindcluster
-
-
-def _plain(value):
-    """Ansible's lazy containers and tagged strings to plain Python (objects are compared and copied)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    return value
+from ansible_collections.aicluster.platform.plugins.module_utils.plain_data import plain
 
 
 def mindcluster_problems(settings):
-    return mindcluster.settings_problems(_plain(settings or {}))
+    return mindcluster.settings_problems(plain(settings or {}))
 
 
 def mindcluster_release_files(components, version, volcano_version, overrides=None):
     try:
-        return mindcluster.release_file_names(_plain(components), str(version), str(volcano_version),
-                                              _plain(overrides or {}))
+        return mindcluster.release_file_names(plain(components), str(version), str(volcano_version),
+                                              plain(overrides or {}))
     except mindcluster.MindClusterError as exc:
         raise AnsibleFilterError(str(exc)) from None
 
@@ -51,7 +33,7 @@ def mindcluster_manifests(text, source="manifest"):
 
 
 def mindcluster_plan(manifests, components=None, existing_namespaces=None, check_mode=False, existing_crds=None):
-    manifests = _plain(manifests or {})
+    manifests = plain(manifests or {})
     for source, objects in manifests.items():
         if not isinstance(objects, list):
             raise AnsibleFilterError(f"mindcluster_plan: the objects of {source} must be a list")
@@ -59,17 +41,17 @@ def mindcluster_plan(manifests, components=None, existing_namespaces=None, check
             problem = mindcluster.object_problem(obj)
             if problem:
                 raise AnsibleFilterError(f"mindcluster_plan: {source}: {problem}")
-    return mindcluster.plan(manifests, _plain(components or []),
-                            None if existing_namespaces is None else _plain(existing_namespaces),
-                            bool(check_mode), _plain(existing_crds or []))
+    return mindcluster.plan(manifests, plain(components or []),
+                            None if existing_namespaces is None else plain(existing_namespaces),
+                            bool(check_mode), plain(existing_crds or []))
 
 
 def mindcluster_removal_plan(refs, keep_namespaces=False, exclude=None):
-    return mindcluster.removal_plan(_plain(refs or []), bool(keep_namespaces), _plain(exclude or []))
+    return mindcluster.removal_plan(plain(refs or []), bool(keep_namespaces), plain(exclude or []))
 
 
 def mindcluster_describe(obj):
-    return mindcluster.describe(_plain(obj))
+    return mindcluster.describe(plain(obj))
 
 
 class FilterModule:

@@ -18,6 +18,7 @@ from ansible.errors import AnsibleError, AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import BOOLEANS_FALSE, BOOLEANS_TRUE
 from ansible_collections.aicluster.platform.plugins.module_utils import k8s_names
 from ansible_collections.aicluster.platform.plugins.module_utils import node_labels as logic
+from ansible_collections.aicluster.platform.plugins.module_utils.plain_data import plain
 
 # Per-host variables, read from each host's hostvars: variable suffix -> (desired_labels keyword,
 # kind, built-in default).  ``node_labels_<suffix>``.
@@ -135,15 +136,6 @@ def _convert(kind, value):
     raise AssertionError(kind)  # pragma: no cover
 
 
-def _plain(value):
-    """Lazy Ansible containers -> plain Python (recursively)."""
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
-
-
 def _host_value(host_vars, name):
     """The templated value of ``name`` in one host's variables (``hostvars[host]``, fetched once
     per host: each ``hostvars[host]`` computes that host's variables anew), or _UNSET.  A value
@@ -151,7 +143,7 @@ def _host_value(host_vars, name):
     try:
         if name not in host_vars:
             return _UNSET
-        return _plain(host_vars[name])
+        return plain(host_vars[name])
     except AnsibleError as exc:
         raise ValueError(f"cannot be templated: {exc}") from exc
 
@@ -182,8 +174,8 @@ def node_label_entries(hosts, hostvars, overrides=None, defaults=None):
     """
     if isinstance(hosts, str) or not isinstance(hosts, (list, tuple)):
         raise AnsibleFilterError(f"node_label_entries expects a list of inventory host names, got {hosts!r}")
-    overrides = _plain(dict(overrides or {}))
-    defaults = _plain(dict(defaults or {}))
+    overrides = plain(dict(overrides or {}))
+    defaults = plain(dict(defaults or {}))
     problems = []
     known = set(host_variable_names())
     for source, values in (("overrides", overrides), ("defaults", defaults)):
@@ -283,9 +275,9 @@ def play_level_overrides(context_values, hostvars, context_host):
     for name, value in (context_values or {}).items():
         if name not in host_variable_names():
             continue
-        plain = _plain(value)
-        if name not in host_vars or _plain(host_vars[name]) != plain:
-            overrides[name] = plain
+        wanted = plain(value)
+        if name not in host_vars or plain(host_vars[name]) != wanted:
+            overrides[name] = wanted
     return overrides
 
 

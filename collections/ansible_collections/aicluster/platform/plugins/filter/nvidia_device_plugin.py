@@ -8,28 +8,10 @@ nvidia_device_plugin_config_problems.yml and nvidia_device_plugin_config_map.yml
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.aicluster.platform.plugins.module_utils import nvidia
-
-
-def _plain(value):
-    """Ansible's lazy containers and tagged strings to plain Python (for yaml.safe_dump)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    return value
+from ansible_collections.aicluster.platform.plugins.module_utils.plain_data import plain
 
 
 def _int_or_value(value):
@@ -46,16 +28,16 @@ def nvidia_time_slicing_config(replicas=0, rename_by_default=False, fail_request
 
 
 def nvidia_device_plugin_config_problems(configs, default=None):
-    return nvidia.config_set_problems(_plain(configs), default or None)
+    return nvidia.config_set_problems(plain(configs), default or None)
 
 
 def nvidia_device_plugin_config_map(configs, default=None):
-    plain = _plain(configs)
-    problems = nvidia.config_set_problems(plain, default or None)
+    configs = plain(configs)
+    problems = nvidia.config_set_problems(configs, default or None)
     if problems:
         raise AnsibleFilterError("invalid NVIDIA device plugin configuration: " + "; ".join(problems))
     return {name: yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
-            for name, config in sorted(plain.items())}
+            for name, config in sorted(configs.items())}
 
 
 class FilterModule:

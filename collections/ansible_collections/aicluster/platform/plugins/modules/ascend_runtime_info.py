@@ -305,12 +305,11 @@ services:
 """
 
 import grp
-import json
 import os
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.aicluster.platform.plugins.module_utils import ascend, nvidia, storage_state
+from ansible_collections.aicluster.platform.plugins.module_utils import ascend, docker_daemon, storage_state
 
 EXTRA_DIRS = ["/usr/local/bin", "/usr/local/sbin", "/usr/bin", "/usr/sbin", "/bin"]
 
@@ -321,43 +320,6 @@ def _read(path):
             return fh.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
-
-
-def _daemon_record(path):
-    text = _read(path) if path else None
-    if not text:
-        return None
-    try:
-        record = json.loads(text)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) and isinstance(record.get("entries"), list) else None
-
-
-def daemon_json_state(path, record_path, settings, state):
-    """daemon.json as docker_daemon_json would change it (``ok``: it would not)."""
-    result = {"path": path, "exists": os.path.exists(path), "error": None, "ok": False, "runtimes": [],
-              "default_runtime": None, "recorded": []}
-    record = _daemon_record(record_path)
-    result["recorded"] = [e["path"] for e in (record or {}).get("entries", [])]
-    if state == "absent" and record is None:
-        result["ok"] = True  # nothing to restore: docker_daemon_json does not even read the file
-        return result
-    try:
-        current = nvidia.load_daemon_json(_read(path) if result["exists"] else None, path)
-        new, new_record = nvidia.plan_daemon_json(current, record, settings, state)
-    except (nvidia.DaemonJsonError, OSError, UnicodeDecodeError) as exc:
-        result["error"] = str(exc)
-        return result
-    runtimes = current.get("runtimes")
-    result["runtimes"] = sorted(runtimes) if isinstance(runtimes, dict) else []
-    result["default_runtime"] = current.get("default-runtime")
-    file_unchanged = new == current and (result["exists"] or new == {})
-    if state == "absent" and result["exists"] and new == {} and (record or {}).get("created"):
-        file_unchanged = False  # docker_daemon_json removes the file it created
-    record_unchanged = (new_record or {}).get("entries") == (record or {}).get("entries") if record_path else True
-    result["ok"] = file_unchanged and record_unchanged
-    return result
 
 
 def template_report(spec, record):
@@ -524,8 +486,8 @@ def main():
                        for f in p["files"]}
     result["paths"] = {x: os.path.lexists(x) for x in p["paths"]}
     if p["daemon_json"]:
-        result["daemon_json"] = daemon_json_state(p["daemon_json"], p["daemon_json_record"],
-                                                  p["daemon_json_settings"], p["daemon_json_state"])
+        result["daemon_json"] = docker_daemon.daemon_json_state(
+            p["daemon_json"], p["daemon_json_record"], p["daemon_json_settings"], p["daemon_json_state"])
     record, result["record_error"] = read_record(p["record"])
     result["record"] = record
     if template:

@@ -90,7 +90,7 @@ import os
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.aicluster.platform.plugins.module_utils import nvidia
+from ansible_collections.aicluster.platform.plugins.module_utils import docker_daemon
 
 
 def _read(path):
@@ -157,9 +157,9 @@ def run(module):
         if not isinstance(record, dict) or not isinstance(record.get("entries"), list):
             module.fail_json(msg=f"the restore record {record_path} is not a record of this module")
     try:
-        current = nvidia.load_daemon_json(before_text, path)
-        new, new_record = nvidia.plan_daemon_json(current, record, settings, state)
-    except nvidia.DaemonJsonError as exc:
+        current = docker_daemon.load_daemon_json(before_text, path)
+        new, new_record = docker_daemon.plan_daemon_json(current, record, settings, state)
+    except docker_daemon.DaemonJsonError as exc:
         module.fail_json(msg=str(exc))
 
     created_by_us = bool(record and record.get("created"))
@@ -170,7 +170,7 @@ def run(module):
     write_file = new != current or (not existed and new != {})
     if remove_file:
         write_file = False
-    after_text = None if remove_file else (nvidia.dump_daemon_json(new) if write_file else before_text)
+    after_text = None if remove_file else (docker_daemon.dump_daemon_json(new) if write_file else before_text)
     changed = write_file or remove_file
     record_changed = (new_record or {}).get("entries") != (record or {}).get("entries")
 

@@ -166,61 +166,12 @@ services:
   type: dict
 """
 
-import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.aicluster.platform.plugins.module_utils import nvidia, storage_state
+from ansible_collections.aicluster.platform.plugins.module_utils import docker_daemon, nvidia, storage_state
 
 EXTRA_DIRS = ["/usr/bin", "/usr/local/bin", "/usr/sbin", "/bin"]
-
-
-def _read(path):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        return None
-
-
-def read_record(path):
-    """The restore record docker_daemon_json keeps (None when there is none or it is unreadable)."""
-    if not path:
-        return None
-    text = _read(path)
-    if not text:
-        return None
-    try:
-        record = json.loads(text)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) and isinstance(record.get("entries"), list) else None
-
-
-def daemon_json_state(path, record_path, settings, state):
-    result = {"path": path, "exists": os.path.exists(path), "error": None, "ok": False, "runtimes": [],
-              "default_runtime": None, "recorded": []}
-    record = read_record(record_path)
-    result["recorded"] = [e["path"] for e in (record or {}).get("entries", [])]
-    if state == "absent" and record is None:
-        result["ok"] = True  # nothing to restore: docker_daemon_json does not even read the file
-        return result
-    try:
-        text = _read(path) if result["exists"] else None
-        current = nvidia.load_daemon_json(text, path)
-        new, new_record = nvidia.plan_daemon_json(current, record, settings, state)
-    except (nvidia.DaemonJsonError, OSError, UnicodeDecodeError) as exc:
-        result["error"] = str(exc)
-        return result
-    runtimes = current.get("runtimes")
-    result["runtimes"] = sorted(runtimes) if isinstance(runtimes, dict) else []
-    result["default_runtime"] = current.get("default-runtime")
-    file_unchanged = new == current and (result["exists"] or new == {})
-    if state == "absent" and result["exists"] and new == {} and (record or {}).get("created"):
-        file_unchanged = False  # docker_daemon_json removes the file it created
-    record_unchanged = (new_record or {}).get("entries") == (record or {}).get("entries") if record_path else True
-    result["ok"] = file_unchanged and record_unchanged
-    return result
 
 
 def main():
@@ -294,8 +245,8 @@ def main():
     result["files"] = {f["key"]: storage_state.file_state(f["path"], f["sha256"], f["mode"], f["owner"], f["group"])
                        for f in p["files"]}
     if p["daemon_json"]:
-        result["daemon_json"] = daemon_json_state(p["daemon_json"], p["daemon_json_record"],
-                                                  p["daemon_json_settings"], p["daemon_json_state"])
+        result["daemon_json"] = docker_daemon.daemon_json_state(
+            p["daemon_json"], p["daemon_json_record"], p["daemon_json_settings"], p["daemon_json_state"])
     result["paths"] = {x: os.path.exists(x) for x in p["paths"]}
 
     result["services"] = {}
