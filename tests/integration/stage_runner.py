@@ -83,3 +83,27 @@ def wait_for(check, timeout: float = 90.0, interval: float = 1.0):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+def install_stage_twice(stage: str, absent: dict) -> dict:
+    """The stage fixtures' common path: converge site.yml (whatever state earlier tests left), remove the
+    stage (``playbooks/<stage>.yml`` with ``absent``), then run it alone twice from there, timed: a first
+    install and a converged re-run. Prints the figures as JSON; returns both runs and the figures."""
+    bootstrap = playbook("site.yml")
+    assert bootstrap["_rc"] == 0, failures(bootstrap)
+    removed = playbook(f"playbooks/{stage}.yml", absent)
+    assert removed["_rc"] == 0, failures(removed)
+    first = playbook("site.yml", None, "--tags", stage)
+    second = playbook("site.yml", None, "--tags", stage)
+    figures = {f"{stage}_stage_first_run_s": first["_seconds"], f"{stage}_stage_rerun_s": second["_seconds"],
+               "hosts": len(first["stats"])}
+    print(json.dumps(figures))
+    return {"first": first, "second": second, "figures": figures}
+
+
+def assert_refused(out: dict, message: str, host: str) -> None:
+    """Bad input: the run failed, some failure says ``message``, and ``host`` reports nothing changed."""
+    msgs = failures(out)
+    assert out["_rc"] != 0, "the stage accepted bad input"
+    assert any(message in m for m in msgs), f"expected {message!r} in {msgs}"
+    assert out["stats"][host]["changed"] == 0, changed_tasks(out)

@@ -17,7 +17,18 @@ import re
 from pathlib import Path
 
 import pytest
-from stage_runner import adhoc, changed_tasks, failures, playbook, shell, task_ran, total_changed, wait_for
+from stage_runner import (
+    adhoc,
+    assert_refused,
+    changed_tasks,
+    failures,
+    install_stage_twice,
+    playbook,
+    shell,
+    task_ran,
+    total_changed,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -53,17 +64,7 @@ def release_revisions(name: str) -> int:
 def figures():
     if not (STATE / "nvidia-apt.json").is_file() or not (STATE / "charts.json").is_file():
         pytest.fail("the lab's device-support fixtures are not published: run `lab up`")
-    bootstrap = playbook("site.yml")
-    assert bootstrap["_rc"] == 0, failures(bootstrap)
-    removed = playbook("playbooks/gpu.yml", ABSENT)
-    assert removed["_rc"] == 0, failures(removed)
-    first = playbook("site.yml", None, "--tags", "gpu")
-    second = playbook("site.yml", None, "--tags", "gpu")
-    result = {"first": first, "second": second,
-              "figures": {"gpu_stage_first_run_s": first["_seconds"], "gpu_stage_rerun_s": second["_seconds"],
-                          "hosts": len(first["stats"])}}
-    print(json.dumps(result["figures"]))
-    return result
+    return install_stage_twice("gpu", ABSENT)
 
 
 # ------------------------------------------------------------------ converged stage
@@ -112,35 +113,28 @@ def toolkit(extra: dict, *args: str, limit: str = HOST) -> dict:
     return playbook("playbooks/gpu.yml", extra, "--tags", "nvidia_container_toolkit", "--limit", limit, *args)
 
 
-def assert_refused(out: dict, message: str, host: str = HOST) -> None:
-    msgs = failures(out)
-    assert out["_rc"] != 0, "the stage accepted bad input"
-    assert any(message in m for m in msgs), f"expected {message!r} in {msgs}"
-    assert out["stats"][host]["changed"] == 0, changed_tasks(out)
-
-
 def test_driver_missing_is_refused(figures):
     out = toolkit({"nvidia_container_toolkit_nvidia_smi": "/nonexistent/nvidia-smi"})
-    assert_refused(out, "the NVIDIA driver is missing or not working")
-    assert_refused(out, "install the NVIDIA driver >= 535.54.03 first")
+    assert_refused(out, "the NVIDIA driver is missing or not working", HOST)
+    assert_refused(out, "install the NVIDIA driver >= 535.54.03 first", HOST)
 
 
 def test_driver_too_old_is_refused(figures):
     out = toolkit({"nvidia_container_toolkit_driver_min_version": "999.0"})
-    assert_refused(out, "is older than nvidia_container_toolkit_driver_min_version 999.0")
+    assert_refused(out, "is older than nvidia_container_toolkit_driver_min_version 999.0", HOST)
 
 
 def test_repository_key_with_the_wrong_checksum_is_refused(figures):
     keyring = json.loads((STATE / "nvidia-apt.json").read_text())["keyring_path"]
     before = shell(HOST, f"sha256sum {keyring}")
     out = toolkit({"nvidia_container_toolkit_key_checksum": "sha256:" + "0" * 64})
-    assert_refused(out, "did not match")
+    assert_refused(out, "did not match", HOST)
     assert shell(HOST, f"sha256sum {keyring}") == before
 
 
 def test_malformed_key_checksum_is_refused(figures):
     out = toolkit({"nvidia_container_toolkit_key_checksum": "deadbeef"})
-    assert_refused(out, "nvidia_container_toolkit_key_checksum must be 'sha256:<64 hex digits>'")
+    assert_refused(out, "nvidia_container_toolkit_key_checksum must be 'sha256:<64 hex digits>'", HOST)
 
 
 # ------------------------------------------------------------------ bad input: cluster side
@@ -165,7 +159,7 @@ def device_plugin(extra: dict, *args: str) -> dict:
 def test_cluster_side_bad_input_is_refused_before_anything_is_installed(figures, extra, message):
     before = {name: release_revisions(name) for name in ("nvdp", "dcgm-exporter")}
     out = device_plugin(extra)
-    assert_refused(out, message)
+    assert_refused(out, message, HOST)
     assert {name: release_revisions(name) for name in ("nvdp", "dcgm-exporter")} == before
 
 

@@ -17,7 +17,17 @@ import uuid
 from pathlib import Path
 
 import pytest
-from stage_runner import adhoc, changed_tasks, failures, playbook, shell, total_changed, wait_for
+from stage_runner import (
+    adhoc,
+    assert_refused,
+    changed_tasks,
+    failures,
+    install_stage_twice,
+    playbook,
+    shell,
+    total_changed,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -28,7 +38,7 @@ MANAGEMENT_NODE = "cpu-1"
 HOST = "npu-910b-1"
 NPU = "huawei.com/Ascend910"
 ABSENT = {"mindcluster_state": "absent", "ascend_docker_runtime_state": "absent"}
-RELEASE_DIR_HOST = "/usr/local/Ascend/Ascend-Docker-Runtime"
+RUNTIME_INSTALL_DIR = "/usr/local/Ascend/Ascend-Docker-Runtime"
 
 
 def api():
@@ -73,17 +83,7 @@ def managed_objects() -> list[str]:
 def figures():
     if not STATE.is_file():
         pytest.fail("the lab's Ascend Docker Runtime package is not published: run `lab up`")
-    bootstrap = playbook("site.yml")
-    assert bootstrap["_rc"] == 0, failures(bootstrap)
-    removed = playbook("playbooks/npu.yml", ABSENT)
-    assert removed["_rc"] == 0, failures(removed)
-    first = playbook("site.yml", None, "--tags", "npu")
-    second = playbook("site.yml", None, "--tags", "npu")
-    result = {"first": first, "second": second,
-              "figures": {"npu_stage_first_run_s": first["_seconds"], "npu_stage_rerun_s": second["_seconds"],
-                          "hosts": len(first["stats"])}}
-    print(json.dumps(result["figures"]))
-    return result
+    return install_stage_twice("npu", ABSENT)
 
 
 # ------------------------------------------------------------------ converged stage
@@ -118,7 +118,7 @@ def test_check_mode_changes_nothing(figures):
 
 
 def test_runtime_installed_at_the_stage_version(figures):
-    info = shell(HOST, f"cat {RELEASE_DIR_HOST}/ascend_docker_runtime_install.info")
+    info = shell(HOST, f"cat {RUNTIME_INSTALL_DIR}/ascend_docker_runtime_install.info")
     assert "version=v26.0.1" in info, info
 
 
@@ -156,20 +156,13 @@ def test_volcano_profile_places_an_eight_npu_pod_and_leaves_nine_pending(figures
 # ------------------------------------------------------------------ bad input
 
 
-def assert_refused(out: dict, message: str, host: str = HOST) -> None:
-    msgs = failures(out)
-    assert out["_rc"] != 0, "the stage accepted bad input"
-    assert any(message in m for m in msgs), f"expected {message!r} in {msgs}"
-    assert out["stats"][host]["changed"] == 0, changed_tasks(out)
-
-
 def runtime(extra: dict, *args: str) -> dict:
     return playbook("playbooks/npu.yml", extra, "--tags", "ascend_docker_runtime", "--limit", HOST, *args)
 
 
 def test_driver_missing_is_refused(figures):
     out = runtime({"ascend_docker_runtime_npu_smi": "/nonexistent/npu-smi"})
-    assert_refused(out, "the Ascend driver is missing, not working or too old")
+    assert_refused(out, "the Ascend driver is missing, not working or too old", HOST)
 
 
 def test_package_checksum_mismatch_is_refused(figures):
@@ -178,14 +171,14 @@ def test_package_checksum_mismatch_is_refused(figures):
     out = runtime({"ascend_docker_runtime_version": "26.1.0", "ascend_docker_runtime_package_url": other["url"],
                    "ascend_docker_runtime_package_filename": other["filename"],
                    "ascend_docker_runtime_package_sha256": "0" * 64})
-    assert_refused(out, "did not match")
-    assert "version=v26.0.1" in shell(HOST, f"cat {RELEASE_DIR_HOST}/ascend_docker_runtime_install.info")
+    assert_refused(out, "did not match", HOST)
+    assert "version=v26.0.1" in shell(HOST, f"cat {RUNTIME_INSTALL_DIR}/ascend_docker_runtime_install.info")
 
 
 def test_a_uid_taken_by_another_user_is_refused(figures):
     # A new account (hwMindX exists since the first run) whose uid is Debian's daemon's.
     out = runtime({"ascend_docker_runtime_mindx_user": "mindx2", "ascend_docker_runtime_mindx_uid": 1})
-    assert_refused(out, "uid 1 wanted for user mindx2 is taken by user daemon")
+    assert_refused(out, "uid 1 wanted for user mindx2 is taken by user daemon", HOST)
 
 
 def mindcluster(extra: dict) -> dict:
@@ -195,7 +188,7 @@ def mindcluster(extra: dict) -> dict:
 def test_unknown_component_is_refused(figures):
     before = managed_objects()
     out = mindcluster({"mindcluster_components": ["ascend-device-plugin", "hccl-controller"]})
-    assert_refused(out, "unknown MindCluster component(s) hccl-controller")
+    assert_refused(out, "unknown MindCluster component(s) hccl-controller", HOST)
     assert managed_objects() == before
 
 
@@ -206,7 +199,7 @@ def test_release_directory_missing_a_components_yaml_is_refused(figures, tmp_pat
                                                 "metadata: {name: noded, namespace: mindx-dl}\n")
     before = managed_objects()
     out = mindcluster({"mindcluster_release_dir": str(release), "mindcluster_components": ["noded", "clusterd"]})
-    assert_refused(out, "has no clusterd-v26.0.1.yaml (component clusterd)")
+    assert_refused(out, "has no clusterd-v26.0.1.yaml (component clusterd)", HOST)
     assert managed_objects() == before
 
 
@@ -219,7 +212,7 @@ def test_removal_leaves_no_object_no_capacity_and_no_runtime(figures):
     caps = wait_for(lambda: (c := capacity()) and all(c.get(n, "0") == "0" for n in NPU_NODES) and c)
     assert caps, f"NPU capacity still advertised after the removal: {capacity()}"
     assert wait_for(lambda: not managed_objects(), timeout=180), managed_objects()
-    gone = adhoc(HOST, "ansible.builtin.stat", f"path={RELEASE_DIR_HOST}")
+    gone = adhoc(HOST, "ansible.builtin.stat", f"path={RUNTIME_INSTALL_DIR}")
     assert '"exists": false' in gone.stdout, gone.stdout
     again = playbook("playbooks/npu.yml", ABSENT)
     assert again["_rc"] == 0 and total_changed(again) == 0, changed_tasks(again)
