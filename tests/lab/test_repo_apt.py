@@ -35,15 +35,6 @@ OLDER = apt.VERSIONS[0]
 
 
 @pytest.fixture(scope="module")
-def lab_dirs(tmp_path_factory):
-    cache, state = tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("state")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(paths, "CACHE_DIR", cache)
-        mp.setattr(paths, "STATE_DIR", state)
-        yield cache, state
-
-
-@pytest.fixture(scope="module")
 def repo(lab_dirs):
     messages = []
     started = time.monotonic()
