@@ -422,6 +422,22 @@ def _scheduler_healthy(comp: dict) -> bool:
         return False
 
 
+def _await_serving(name: str, what: str, pid: int, logfile: Path, serving, timeout: float, description: str,
+                   interval: float = 0.25) -> None:
+    """Wait until a component started by pid serves; "exited" ends the wait at once (one that dies at
+    start-up never serves) with its log's last line."""
+    try:
+        outcome = wait_for(lambda: "exited" if not procs.alive(pid) else serving(), timeout, description,
+                           interval=interval)
+    except WaitTimeout as exc:
+        raise ClusterError(f"cluster {name}: {exc} (log: {logfile})") from None
+    if outcome == "exited":
+        tail = ""
+        with contextlib.suppress(OSError):
+            tail = (logfile.read_text(errors="replace").strip().splitlines() or [""])[-1]
+        raise ClusterError(f"cluster {name}: {what} (pid {pid}) exited: {tail[-200:]} (log: {logfile})")
+
+
 def start_scheduler(name: str, timeout: float = READY_TIMEOUT, log=print) -> int:
     """Start the cluster's kube-scheduler as kwokctl would (no-op when it runs) and wait for /healthz."""
     comp = component(name, SCHEDULER)
@@ -430,16 +446,8 @@ def start_scheduler(name: str, timeout: float = READY_TIMEOUT, log=print) -> int
     if pid is None:
         pid, logfile = _spawn(name, comp)
         log(f"cluster {name}: kube-scheduler started (pid {pid})")
-    try:
-        outcome = wait_for(lambda: "exited" if not procs.alive(pid) else _scheduler_healthy(comp), timeout,
-                           f"{name} kube-scheduler /healthz", interval=0.5)
-    except WaitTimeout as exc:
-        raise ClusterError(f"cluster {name}: {exc} (log: {logfile})") from None
-    if outcome == "exited":
-        tail = ""
-        with contextlib.suppress(OSError):
-            tail = (logfile.read_text(errors="replace").strip().splitlines() or [""])[-1]
-        raise ClusterError(f"cluster {name}: kube-scheduler (pid {pid}) exited: {tail[-200:]} (log: {logfile})")
+    _await_serving(name, SCHEDULER, pid, logfile, lambda: _scheduler_healthy(comp), timeout,
+                   f"{name} kube-scheduler /healthz", interval=0.5)
     return pid
 
 
@@ -632,17 +640,7 @@ def start_apiserver(name: str, ready_timeout: float = READY_TIMEOUT, log=print) 
         pid, logfile = _spawn(name, comp)
         log(f"cluster {name}: kube-apiserver started (pid {pid})")
 
-    try:
-        # "exited" ends the wait at once: a kube-apiserver that dies at start-up never serves.
-        outcome = wait_for(lambda: "exited" if not procs.alive(pid) else readyz(name), ready_timeout,
-                           f"{name} /readyz")
-    except WaitTimeout as exc:
-        raise ClusterError(f"cluster {name}: {exc} (log: {logfile})") from None
-    if outcome == "exited":
-        tail = ""
-        with contextlib.suppress(OSError):
-            tail = (logfile.read_text(errors="replace").strip().splitlines() or [""])[-1]
-        raise ClusterError(f"cluster {name}: kube-apiserver (pid {pid}) exited: {tail[-200:]} (log: {logfile})")
+    _await_serving(name, APISERVER, pid, logfile, lambda: readyz(name), ready_timeout, f"{name} /readyz")
     return {"pid": pid, "ready_seconds": round(time.monotonic() - started, 2)}
 
 
