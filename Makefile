@@ -34,8 +34,9 @@ lint:
 unit:
 	$(PYTEST) -q -m "not lab" tests/unit tests/lab
 
+# --durations: the slowest tests' times in the log, to keep the suite's time in check.
 integration:
-	$(PYTEST) -q -m lab tests/integration
+	$(PYTEST) -q -m lab --durations=15 tests/integration
 
 # The chain scenario (molecule/default: site.yml on a fresh lab) first, then each role's own.
 molecule:

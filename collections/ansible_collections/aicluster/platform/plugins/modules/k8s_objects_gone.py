@@ -1,0 +1,207 @@
+#!/usr/bin/python
+# Copyright: AI cluster platform maintainers
+# Apache-2.0
+"""Wait until Kubernetes objects no longer exist (read-only)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: k8s_objects_gone
+short_description: Wait until a set of Kubernetes objects is gone
+version_added: 0.4.0
+description:
+  - Polls the API server until none of the given objects exists any more, then reports how long it took.
+  - Made for removals that delete many objects without waiting (M(kubernetes.core.k8s) with C(wait=false))
+    and then wait once for all of them; waiting on each object in turn would add their deletion times up,
+    and deleting a Namespace that is already terminating is refused by the API server (HTTP 409).
+  - Each poll reads only the objects still present, one GET each; a kind the server no longer serves (its
+    CRD was deleted) counts as gone.
+  - When O(wait_timeout) runs out the module fails, naming every object still there and whether it is
+    terminating (and which finalizers hold it).
+  - Never changes anything; safe in check mode (it then reports without waiting).
+  - Connection options are those of M(kubernetes.core.k8s_info), through kubernetes.core's client.
+options:
+  objects:
+    description:
+      - The objects, as full definitions or references (C(apiVersion), C(kind), C(metadata.name),
+        C(metadata.namespace) for namespaced kinds). Other keys are ignored.
+    type: list
+    elements: dict
+    required: true
+  wait_timeout:
+    description: Seconds to wait for all objects to be gone.
+    type: int
+    default: 300
+  wait_sleep:
+    description: Seconds between two polls.
+    type: int
+    default: 1
+  request_timeout:
+    description: Seconds each API call may take, retries of transient faults included.
+    type: int
+    default: 30
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+requirements:
+  - kubernetes (Python library) on the host that runs the module
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
+author:
+  - AI cluster platform maintainers (@aicluster)
+"""
+
+EXAMPLES = r"""
+- name: Delete the release's objects without waiting between them
+  kubernetes.core.k8s:
+    state: absent
+    definition: "{{ removal }}"
+    wait: false
+
+- name: Wait once until all of them are gone
+  aicluster.platform.k8s_objects_gone:
+    kubeconfig: /etc/aicluster/worker.kubeconfig
+    objects: "{{ removal }}"
+    wait_timeout: 300
+"""
+
+RETURN = r"""
+remaining:
+  description: Objects still present at the end (empty unless the module failed or ran in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: ["Namespace/mindx-dl (terminating; finalizers: kubernetes)"]
+seconds:
+  description: How long the wait took.
+  returned: always
+  type: float
+  sample: 6.2
+polls:
+  description: How many polls were made.
+  returned: always
+  type: int
+  sample: 7
+"""
+
+import time
+
+from ansible_collections.aicluster.platform.plugins.module_utils import k8s_client
+
+try:
+    from kubernetes.dynamic import DynamicClient
+    from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+except ImportError:
+    # k8s_client.k8s_module fails the module with kubernetes.core's message before anything here runs.
+    pass
+
+
+def references(objects):
+    """Distinct ``(apiVersion, kind, namespace, name)`` tuples, in the given order; raises ValueError for an
+    object without apiVersion, kind or name."""
+    refs = []
+    for index, obj in enumerate(objects):
+        metadata = obj.get("metadata") or {}
+        ref = (obj.get("apiVersion"), obj.get("kind"), metadata.get("namespace") or "", metadata.get("name"))
+        if not all((ref[0], ref[1], ref[3])):
+            raise ValueError(f"objects[{index}] needs apiVersion, kind and metadata.name")
+        if ref not in refs:
+            refs.append(ref)
+    return refs
+
+
+def describe(ref, state=None):
+    _, kind, namespace, name = ref
+    text = f"{kind}/{namespace + '/' if namespace else ''}{name}"
+    if state and state.get("terminating"):
+        finalizers = ", ".join(state.get("finalizers") or []) or "none"
+        text += f" (terminating; finalizers: {finalizers})"
+    return text
+
+
+def poll_until_gone(read, refs, wait, timeout, sleep, clock=None):
+    """Poll ``read(ref)`` (None when gone, else ``{terminating, finalizers}``) for the refs still present until
+    none is (or once, without ``wait``). Returns ``(remaining {ref: state}, polls, timed_out)``."""
+    clock = clock or time
+    deadline = clock.monotonic() + timeout
+    remaining = dict.fromkeys(refs)
+    polls = 0
+    while True:
+        polls += 1
+        for ref in list(remaining):
+            state = read(ref)
+            if state is None:
+                del remaining[ref]
+            else:
+                remaining[ref] = state
+        if not remaining or not wait:
+            return remaining, polls, False
+        if clock.monotonic() + sleep > deadline:
+            return remaining, polls, True
+        clock.sleep(sleep)
+
+
+def main():
+    module = k8s_client.k8s_module(
+        argument_spec={
+            "objects": {"type": "list", "elements": "dict", "required": True},
+            "wait_timeout": {"type": "int", "default": 300},
+            "wait_sleep": {"type": "int", "default": 1},
+            "request_timeout": {"type": "int", "default": 30},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    for key in ("wait_timeout", "request_timeout", "wait_sleep"):
+        if params[key] < 1:
+            module.fail_json(msg=f"{key} must be at least 1 second")
+    try:
+        refs = references(params["objects"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    started = time.monotonic()
+    if not refs:
+        module.exit_json(changed=False, remaining=[], seconds=0.0, polls=0)
+    try:
+        api_client = k8s_client.connect(module, params["request_timeout"])
+        dynamic = DynamicClient(api_client)
+
+        def read(ref):
+            api_version, kind, namespace, name = ref
+            try:
+                resource = dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                return None  # the kind is no longer served: its CRD went, and its objects with it
+            path = f"{api_version}/{kind} {namespace}/{name}"
+            try:
+                obj = k8s_client.call(api_client, "GET", path,
+                                      lambda t: resource.get(name=name, namespace=namespace or None,
+                                                             _request_timeout=t),
+                                      params["request_timeout"]).to_dict()
+            except NotFoundError:
+                return None
+            metadata = obj.get("metadata") or {}
+            return {"terminating": bool(metadata.get("deletionTimestamp")),
+                    "finalizers": metadata.get("finalizers") or []}
+
+        remaining, polls, timed_out = poll_until_gone(read, refs, not module.check_mode, params["wait_timeout"],
+                                                      params["wait_sleep"])
+    except k8s_client.K8sError as exc:
+        module.fail_json(msg=f"cannot read the objects: {exc}")
+    except Exception as exc:  # ApiException (401, 403, ...), TLS errors
+        module.fail_json(msg=f"cannot read the objects: {k8s_client.error_message(exc)}")
+    left = [describe(ref, state) for ref, state in remaining.items()]
+    result = {"changed": False, "remaining": left, "seconds": round(time.monotonic() - started, 1),
+              "polls": polls}
+    if timed_out:
+        module.fail_json(msg=f"still present after {params['wait_timeout']}s: {'; '.join(left)}", **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
