@@ -19,7 +19,7 @@ import argparse
 import json
 import sys
 
-from labctl import clusters, devicemanager, fleet, k8sbin, paths, rancher, repos, storage, summary
+from labctl import clusters, controllers, devicemanager, fleet, k8sbin, paths, rancher, repos, storage, summary
 from labctl.storage import binary as juicefs_binary
 from labctl.waiting import WaitTimeout
 
@@ -91,13 +91,15 @@ def cmd_restart_apiserver(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     if args.check:  # exit 0 when everything is built; prints nothing
-        return 0 if k8sbin.is_built() and juicefs_binary.is_built() else 1
+        return 0 if k8sbin.is_built() and juicefs_binary.is_built() and controllers.is_built() else 1
 
     def log(message: str) -> None:
         print(f"{args.log_prefix}: {message}", file=sys.stderr, flush=True)
 
     print(k8sbin.ensure_built(log=log))
     print(juicefs_binary.ensure_built(log=log))
+    for path in controllers.ensure_built(log=log).values():
+        print(path)
     return 0
 
 
@@ -121,7 +123,8 @@ def parser() -> argparse.ArgumentParser:
     restart.add_argument("--stop-timeout", type=float, default=None,
                          help=f"SIGKILL after this many seconds (default {clusters.APISERVER_STOP_TIMEOUT:g})")
     restart.set_defaults(func=cmd_restart_apiserver)
-    build = sub.add_parser("build", help="build the lab's Go binaries into the cache (control plane, Helm, JuiceFS); "
+    build = sub.add_parser("build", help="build the lab's Go binaries into the cache (control plane, Helm, JuiceFS, "
+                           "the OME and LeaderWorkerSet controllers); "
                            "tool output goes to a log under lab/state/logs")
     build.add_argument("--check", action="store_true", help="only tell (exit 0/1) whether everything is built")
     build.add_argument("--log-prefix", default="lab", help=argparse.SUPPRESS)

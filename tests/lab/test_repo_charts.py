@@ -1,8 +1,10 @@
-"""The lab's Helm chart repository: NVIDIA's real device-plugin chart (from its Go module) and the
-dcgm-exporter stand-in, packaged, indexed, rendered with the values a role sets, and served.
+"""The lab's Helm chart repository: the real upstream charts from their Go modules (NVIDIA's device
+plugin, OME's ome-crd and ome-resources, LeaderWorkerSet's lws) and the dcgm-exporter stand-in,
+packaged, indexed, rendered (with the values a role sets, or the charts' defaults), and served.
 
-Offline except ``go mod download`` of github.com/NVIDIA/k8s-device-plugin@v0.18.0 through the Go
-module proxy (a no-op once the shared module cache holds it).
+Offline except ``go mod download`` of github.com/NVIDIA/k8s-device-plugin@v0.18.0,
+github.com/sgl-project/ome@v0.1.5 and sigs.k8s.io/lws@v0.7.0 through the Go module proxy (a no-op
+once the shared module cache holds them).
 """
 
 import hashlib
@@ -22,6 +24,11 @@ from labctl.repos import charts, common
 pytestmark = pytest.mark.skipif(not shutil.which("go"), reason="needs the Go toolchain (go mod download)")
 
 NAMESPACE = "nvidia-device-plugin"
+# Every chart the repository serves: (name, version), upstream's names and versions unchanged.
+CHARTS = [("dcgm-exporter", "4.8.2"), ("lws", "0.1.0"), ("nvidia-device-plugin", "0.18.0"),
+          ("ome-crd", "0.1.0"), ("ome-resources", "0.1.0")]
+OME_CRDS = ["acceleratorclasses", "basemodels", "benchmarkjobs", "clusterbasemodels", "clusterservingruntimes",
+            "finetunedweights", "inferenceservices", "servingruntimes"]
 TIME_SLICING = """\
 version: v1
 flags:
@@ -86,11 +93,13 @@ def render(helm, env, chart, *args, values=None, tmp_path=None):
     return [d for d in yaml.safe_load_all(out) if d]
 
 
-def test_index_lists_both_charts_with_digests(repo):
-    assert any("go mod download" in m for m in repo["messages"])
+def test_index_lists_every_chart_with_digests(repo):
+    downloads = [m for m in repo["messages"] if "go mod download" in m]
+    assert len(downloads) == 3  # one per module: OME's two charts share one download
+    assert any("github.com/sgl-project/ome@v0.1.5" in m for m in downloads)
     entries = repo["index"]["entries"]
-    assert sorted(entries) == ["dcgm-exporter", "nvidia-device-plugin"]
-    for name, version in (("nvidia-device-plugin", "0.18.0"), ("dcgm-exporter", "4.8.2")):
+    assert sorted(entries) == [name for name, _ in CHARTS]
+    for name, version in CHARTS:
         (entry,) = entries[name]
         archive = repo["dir"] / f"{name}-{version}.tgz"
         assert entry["version"] == version
@@ -100,10 +109,13 @@ def test_index_lists_both_charts_with_digests(repo):
     assert info["built"] and info["url"] == "http://10.77.0.1:8380/charts"
     assert info["charts"]["nvidia-device-plugin"]["digest"] == entries["nvidia-device-plugin"][0]["digest"]
     assert info["charts"]["dcgm-exporter"]["app_version"] == "4.8.2"
+    assert {name: (c["version"], c["digest"]) for name, c in info["charts"].items()} == {
+        name: (version, entries[name][0]["digest"]) for name, version in CHARTS}
+    assert info["charts"]["lws"]["app_version"] == "v0.7.0"
 
 
 def test_cached_by_definition(repo, monkeypatch):
-    monkeypatch.setattr(charts, "device_plugin_chart", lambda log: pytest.fail("a warm build must not run go"))
+    monkeypatch.setattr(charts, "module_dir", lambda *a, **k: pytest.fail("a warm build must not run go"))
     again = []
     assert charts.ensure_built(log=again.append) == repo["dir"] and not again
     assert charts.build_dir("http://192.0.2.1:8380") != repo["dir"]
@@ -141,6 +153,58 @@ def test_device_plugin_renders_with_role_values(repo, helm, helm_env, tmp_path):
         "name": "nvidia.com/gpu", "replicas": 4}
     refused = helm_run(helm, helm_env, "template", "rel", chart, check=False)
     assert refused.returncode != 0 and "default" in refused.stderr  # the chart's own namespace guard
+
+
+@pytest.mark.parametrize("name,version,module", [
+    ("ome-crd", "0.1.0", "github.com/sgl-project/ome@v0.1.5"),
+    ("ome-resources", "0.1.0", "github.com/sgl-project/ome@v0.1.5"),
+    ("lws", "0.1.0", "sigs.k8s.io/lws@v0.7.0")])
+def test_ome_and_lws_charts_are_upstreams(repo, helm, helm_env, name, version, module):
+    archive = repo["dir"] / f"{name}-{version}.tgz"
+    meta = yaml.safe_load(helm_run(helm, helm_env, "show", "chart", archive).stdout)
+    assert (meta["name"], meta["version"]) == (name, version)
+    chart = next(c for c in charts.UPSTREAM_CHARTS if c.name == name)
+    assert (f"{chart.module}@{chart.module_version}", chart.archive) == (module, archive.name)
+    upstream = charts.module_dir(chart.module, chart.module_version, log=lambda m: None,
+                                 no_sumdb=chart.no_sumdb) / chart.path
+    assert meta == yaml.safe_load((upstream / "Chart.yaml").read_text())  # unchanged
+
+
+def test_ome_crd_renders_the_ome_crds(repo, helm, helm_env):
+    docs = render(helm, helm_env, repo["dir"] / "ome-crd-0.1.0.tgz", "--namespace", "ome")
+    assert sorted(d["metadata"]["name"] for d in docs) == [f"{n}.ome.io" for n in OME_CRDS]
+    assert {d["kind"] for d in docs} == {"CustomResourceDefinition"}
+    isvc = next(d for d in docs if d["metadata"]["name"] == "inferenceservices.ome.io")
+    assert [v["name"] for v in isvc["spec"]["versions"] if v["storage"]] == ["v1beta1"]
+
+
+def test_ome_resources_renders_the_controller_with_defaults(repo, helm, helm_env):
+    docs = render(helm, helm_env, repo["dir"] / "ome-resources-0.1.0.tgz", "--namespace", "ome-lab")
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    manager = by_kind["Deployment"]["ome-controller-manager"]
+    assert manager["metadata"]["namespace"] == "ome-lab"
+    (container,) = [c for c in manager["spec"]["template"]["spec"]["containers"] if c["name"] == "manager"]
+    assert container["image"].endswith("/ome-manager:v0.1.4")  # upstream's values pin v0.1.4 even at v0.1.5
+    assert "--webhook" in container["args"] and "--leader-elect" in container["args"]
+    assert "ome-model-agent-daemonset" in by_kind["DaemonSet"]
+    assert by_kind["ConfigMap"]["inferenceservice-config"]["metadata"]["namespace"] == "ome"  # upstream pins it
+    assert {"Certificate", "Issuer", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+            "ClusterRole"} <= set(by_kind)
+
+
+def test_lws_renders_the_controller_and_the_crd_with_defaults(repo, helm, helm_env):
+    docs = render(helm, helm_env, repo["dir"] / "lws-0.1.0.tgz", "--namespace", "lws-system")
+    (crd,) = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    assert crd["metadata"]["name"] == "leaderworkersets.leaderworkerset.x-k8s.io"
+    assert [v["name"] for v in crd["spec"]["versions"]] == ["v1"]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert deployment["metadata"]["name"] == "rel-lws-controller-manager"
+    assert deployment["metadata"]["namespace"] == "lws-system"
+    images = [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]]
+    assert images == ["registry.k8s.io/lws/lws:main"]  # upstream's default: a site pins image.manager.tag
+    assert {"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} <= {d["kind"] for d in docs}
 
 
 def test_dcgm_exporter_stand_in(repo, helm, helm_env, tmp_path):
@@ -197,7 +261,7 @@ def test_served_by_the_mirror_stand_in(repo, helm, helm_env, tmp_path):
             time.sleep(0.05)
         dest = tmp_path / "pulled"
         dest.mkdir()
-        for name, version in (("nvidia-device-plugin", "0.18.0"), ("dcgm-exporter", "4.8.2")):
+        for name, version in CHARTS:
             helm_run(helm, helm_env, "pull", name, "--repo", info["url"], "--version", version, "--destination", dest)
             pulled = Path(dest / f"{name}-{version}.tgz")
             assert hashlib.sha256(pulled.read_bytes()).hexdigest() == info["charts"][name]["digest"]

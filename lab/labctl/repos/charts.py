@@ -1,24 +1,39 @@
 """The Helm chart repository the lab serves (lab fixture).
 
-Two charts in one repository, the way a site's offline chart mirror (ChartMuseum, Harbor, a Nexus
-or Artifactory Helm repository) merges the upstream ones::
+Upstream charts and one stand-in in one repository, the way a site's offline chart mirror
+(ChartMuseum, Harbor, a Nexus or Artifactory Helm repository) merges the upstream ones::
 
     <mirror>/charts/index.yaml
     <mirror>/charts/nvidia-device-plugin-0.18.0.tgz   NVIDIA's real chart, unchanged
+    <mirror>/charts/ome-crd-0.1.0.tgz                 OME's real CRD chart, unchanged
+    <mirror>/charts/ome-resources-0.1.0.tgz           OME's real controller chart, unchanged
+    <mirror>/charts/lws-0.1.0.tgz                     LeaderWorkerSet's real chart, unchanged
     <mirror>/charts/dcgm-exporter-4.8.2.tgz           the lab's stand-in of NVIDIA's dcgm-exporter chart
 
-- ``nvidia-device-plugin``: the real chart from the Go module
-  ``github.com/NVIDIA/k8s-device-plugin@v0.18.0`` (``deployments/helm/nvidia-device-plugin``, its
-  node-feature-discovery subchart vendored), fetched with ``go mod download`` through the Go module
-  proxy into the shared module cache and packaged with ``helm package``;
+- the upstream charts (``UPSTREAM_CHARTS``) come from their projects' Go modules, fetched with
+  ``go mod download`` through the Go module proxy into the shared module cache (the one the lab's
+  Go builds use) and packaged with ``helm package`` as they are (name and version as upstream):
+
+  - ``nvidia-device-plugin`` from ``github.com/NVIDIA/k8s-device-plugin@v0.18.0``
+    (``deployments/helm/nvidia-device-plugin``, its node-feature-discovery subchart vendored);
+  - ``ome-crd`` and ``ome-resources`` from ``github.com/sgl-project/ome@v0.1.5`` (``charts/``):
+    the ome.io CRDs (the "full" schemas), and the controller Deployment ``ome-controller-manager``
+    with its RBAC, webhooks, cert-manager Certificate/Issuer, model-agent DaemonSet and the
+    ``inferenceservice-config`` ConfigMap (which upstream pins to namespace ``ome``). The checksum
+    database has no entry for this module, so its download runs with
+    ``GONOSUMDB=github.com/sgl-project/ome`` (the zip still comes from the module proxy);
+  - ``lws`` from ``sigs.k8s.io/lws@v0.7.0`` (``charts/lws``): the LeaderWorkerSet CRD (its
+    conversion webhook pinned upstream to namespace ``lws-system``), controller Deployment,
+    RBAC and webhooks. Upstream's values use image tag ``main``: a site pins ``image.manager.tag``;
 - ``dcgm-exporter``: ``chartsrc/dcgm-exporter``, a minimal valid chart with the real chart's name,
   version and value names (DaemonSet with nodeSelector/affinity/tolerations/runtimeClassName, a
   Service, a ServiceMonitor when ``serviceMonitor.enabled`` and the cluster serves
   ``monitoring.coreos.com/v1``).
 
 ``helm repo index --url <served URL>`` writes ``index.yaml`` with each archive's sha256 digest.
-Builds go to ``~/.cache/ai-cluster-lab/repos/charts/<key>/``, keyed by the definition (module
-version, this file, the stand-in chart's files, the served URL, the Helm version).
+Builds go to ``~/.cache/ai-cluster-lab/repos/charts/<key>/``, keyed by the definition (the
+modules, versions and chart paths, this file, the stand-in chart's files, the served URL, the Helm
+version).
 """
 
 from __future__ import annotations
@@ -29,6 +44,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -46,9 +62,38 @@ from labctl.repos.common import (
     write_state,
 )
 
+
+@dataclass(frozen=True)
+class UpstreamChart:
+    """A chart taken unchanged from a Go module: ``<module>@<module_version>/<path>``, expected to
+    be chart ``name`` at ``version`` (checked against its Chart.yaml)."""
+
+    name: str
+    version: str
+    module: str
+    module_version: str
+    path: str
+    no_sumdb: bool = False  # the checksum database has no entry: download with GONOSUMDB=<module>
+
+    @property
+    def archive(self) -> str:
+        return f"{self.name}-{self.version}.tgz"
+
+
 DEVICE_PLUGIN_MODULE = "github.com/NVIDIA/k8s-device-plugin"
 DEVICE_PLUGIN_VERSION = "v0.18.0"
 DEVICE_PLUGIN_CHART_DIR = "deployments/helm/nvidia-device-plugin"
+OME_MODULE = "github.com/sgl-project/ome"
+OME_VERSION = "v0.1.5"
+LWS_MODULE = "sigs.k8s.io/lws"
+LWS_VERSION = "v0.7.0"
+UPSTREAM_CHARTS = (
+    UpstreamChart("nvidia-device-plugin", DEVICE_PLUGIN_VERSION.lstrip("v"), DEVICE_PLUGIN_MODULE,
+                  DEVICE_PLUGIN_VERSION, DEVICE_PLUGIN_CHART_DIR),
+    UpstreamChart("ome-crd", "0.1.0", OME_MODULE, OME_VERSION, "charts/ome-crd", no_sumdb=True),
+    UpstreamChart("ome-resources", "0.1.0", OME_MODULE, OME_VERSION, "charts/ome-resources", no_sumdb=True),
+    UpstreamChart("lws", "0.1.0", LWS_MODULE, LWS_VERSION, "charts/lws"),
+)
 DCGM_SOURCE = Path(__file__).with_name("chartsrc") / "dcgm-exporter"
 MIRROR_PATH = "charts"
 MANIFEST = "lab-repo.json"
@@ -80,7 +125,7 @@ def _source_files(directory: Path) -> dict[str, str]:
 def definition(base_url: str) -> dict:
     return {
         "builder": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
-        "device_plugin": f"{DEVICE_PLUGIN_MODULE}@{DEVICE_PLUGIN_VERSION}",
+        "upstream": [f"{c.module}@{c.module_version}/{c.path} {c.name}-{c.version}" for c in UPSTREAM_CHARTS],
         "dcgm_exporter": _source_files(DCGM_SOURCE),
         "base_url": base_url,
         "helm": k8sbin.HELM_VERSION,
@@ -95,26 +140,41 @@ def repo_url(base_url: str = DEFAULT_BASE_URL) -> str:
     return f"{base_url.rstrip('/')}/{MIRROR_PATH}"
 
 
-def device_plugin_chart(log=print) -> Path:
-    """``go mod download`` the device-plugin module (shared module cache); return its chart directory."""
-    go = require("go", "install Go >= 1.26 (the lab takes the device-plugin chart from its Go module)")
+def module_dir(module: str, version: str, log=print, no_sumdb: bool = False) -> Path:
+    """``go mod download`` one module version into the shared module cache; return its directory."""
+    go = require("go", f"install Go >= 1.26 (the lab takes Helm charts from Go modules such as {module})")
     env = dict(os.environ, GOFLAGS="-mod=mod")
-    log(f"lab repos: go mod download {DEVICE_PLUGIN_MODULE}@{DEVICE_PLUGIN_VERSION} ...")
+    if no_sumdb:  # the checksum database has no entry for it: trust the module proxy's zip
+        env["GONOSUMDB"] = ",".join(p for p in (os.environ.get("GONOSUMDB"), module) if p)
+    log(f"lab repos: go mod download {module}@{version} ...")
     with tempfile.TemporaryDirectory(prefix="lab-gomod-") as outside_any_module:
-        proc = run([go, "mod", "download", "-json", f"{DEVICE_PLUGIN_MODULE}@{DEVICE_PLUGIN_VERSION}"],
+        proc = run([go, "mod", "download", "-json", f"{module}@{version}"],
                    "go mod download", env=env, cwd=outside_any_module)
     info = json.loads(proc.stdout)
     if info.get("Error"):
-        raise RepoBuildError(f"go mod download {DEVICE_PLUGIN_MODULE}@{DEVICE_PLUGIN_VERSION}: {info['Error']}")
-    chart = Path(info["Dir"]) / DEVICE_PLUGIN_CHART_DIR
-    meta = chart / "Chart.yaml"
-    if not meta.is_file():
-        raise RepoBuildError(f"{DEVICE_PLUGIN_MODULE}@{DEVICE_PLUGIN_VERSION} has no chart at "
-                             f"{DEVICE_PLUGIN_CHART_DIR}")
-    version = yaml.safe_load(meta.read_text()).get("version")
-    if f"v{version}" != DEVICE_PLUGIN_VERSION:
-        raise RepoBuildError(f"{meta} has version {version}, expected {DEVICE_PLUGIN_VERSION.lstrip('v')}")
-    return chart
+        raise RepoBuildError(f"go mod download {module}@{version}: {info['Error']}")
+    return Path(info["Dir"])
+
+
+def upstream_charts(log=print) -> dict[str, Path]:
+    """Download each module of ``UPSTREAM_CHARTS`` once; return {chart name: chart directory}, each
+    checked to be the expected chart name and version."""
+    dirs: dict[tuple[str, str], Path] = {}
+    found = {}
+    for chart in UPSTREAM_CHARTS:
+        key = (chart.module, chart.module_version)
+        if key not in dirs:
+            dirs[key] = module_dir(chart.module, chart.module_version, log, no_sumdb=chart.no_sumdb)
+        source = dirs[key] / chart.path
+        meta = source / "Chart.yaml"
+        if not meta.is_file():
+            raise RepoBuildError(f"{chart.module}@{chart.module_version} has no chart at {chart.path}")
+        loaded = yaml.safe_load(meta.read_text()) or {}
+        if (loaded.get("name"), str(loaded.get("version"))) != (chart.name, chart.version):
+            raise RepoBuildError(f"{meta} is chart {loaded.get('name')} {loaded.get('version')}, expected "
+                                 f"{chart.name} {chart.version}")
+        found[chart.name] = source
+    return found
 
 
 def ensure_built(log=print, base_url: str = DEFAULT_BASE_URL) -> Path:
@@ -123,9 +183,9 @@ def ensure_built(log=print, base_url: str = DEFAULT_BASE_URL) -> Path:
     if (final / MANIFEST).is_file():
         return final
     helm = helm_binary()
-    chart_src = device_plugin_chart(log)
-    log(f"lab repos: packaging the Helm chart repository (nvidia-device-plugin {DEVICE_PLUGIN_VERSION}, "
-        "dcgm-exporter stand-in) ...")
+    sources = upstream_charts(log)
+    log("lab repos: packaging the Helm chart repository ("
+        + ", ".join(f"{c.name} {c.version}" for c in UPSTREAM_CHARTS) + ", dcgm-exporter stand-in) ...")
     started = time.monotonic()
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -133,11 +193,12 @@ def ensure_built(log=print, base_url: str = DEFAULT_BASE_URL) -> Path:
     with tempfile.TemporaryDirectory(prefix="lab-charts-") as work:
         work_dir = Path(work)
         env = _helm_env(work_dir / "helm")
-        staged = work_dir / "nvidia-device-plugin"
-        shutil.copytree(chart_src, staged)  # the module cache is read-only
-        for p in [staged, *staged.rglob("*")]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
-        run([helm, "package", staged, "--destination", tmp], "helm package nvidia-device-plugin", env=env)
+        for name, source in sources.items():
+            staged = work_dir / "upstream" / name
+            shutil.copytree(source, staged)  # the module cache is read-only
+            for p in [staged, *staged.rglob("*")]:
+                p.chmod(0o755 if p.is_dir() else 0o644)
+            run([helm, "package", staged, "--destination", tmp], f"helm package {name}", env=env)
         run([helm, "package", DCGM_SOURCE, "--destination", tmp], "helm package dcgm-exporter", env=env)
         run([helm, "repo", "index", tmp, "--url", repo_url(base_url)], "helm repo index", env=env)
     index = yaml.safe_load((tmp / "index.yaml").read_text())
@@ -159,8 +220,8 @@ def charts_repo_info(base_url: str = DEFAULT_BASE_URL) -> dict:
     directory = build_dir(base_url)
     info: dict = {"url": repo_url(base_url), "index_url": f"{repo_url(base_url)}/index.yaml",
                   "built": (directory / MANIFEST).is_file(), "charts": {}}
-    wanted = {"nvidia-device-plugin": DEVICE_PLUGIN_VERSION.lstrip("v"),
-              "dcgm-exporter": yaml.safe_load((DCGM_SOURCE / "Chart.yaml").read_text())["version"]}
+    wanted = {c.name: c.version for c in UPSTREAM_CHARTS}
+    wanted["dcgm-exporter"] = yaml.safe_load((DCGM_SOURCE / "Chart.yaml").read_text())["version"]
     index = yaml.safe_load((directory / "index.yaml").read_text()) if info["built"] else {"entries": {}}
     for name, version in wanted.items():
         entry = next((e for e in index["entries"].get(name, []) if e["version"] == version), {})
