@@ -54,3 +54,12 @@ def test_without_wait_one_poll_reports_what_exists():
                                                        FakeTime())
     assert (polls, timed_out) == (1, False)
     assert [gone.describe(r, s) for r, s in remaining.items()] == ["DaemonSet/kube-system/plugin"]
+
+
+def test_a_selector_lasts_until_nothing_matches():
+    refs = gone.selector_refs([{"api_version": "v1", "kind": "Pod", "namespace": "inference",
+                                "label_selector": "ome.io/inferenceservice=chat"}])
+    pod = ("v1", "Pod", "inference", "chat-engine-0")
+    answers = [{pod: {"terminating": True, "finalizers": []}}, {}]
+    remaining, polls, timed_out = gone.poll_until_gone(lambda ref: answers.pop(0), refs, True, 30, 1, FakeTime())
+    assert (remaining, polls, timed_out) == ({}, 2, False)

@@ -15,8 +15,8 @@ description:
   - Made for removals that delete many objects without waiting (M(kubernetes.core.k8s) with C(wait=false))
     and then wait once for all of them; waiting on each object in turn would add their deletion times up,
     and deleting a Namespace that is already terminating is refused by the API server (HTTP 409).
-  - Each poll reads only the objects still present, one GET each; a kind the server no longer serves (its
-    CRD was deleted) counts as gone.
+  - Each poll reads only the objects still present, one GET each, and each selector with one LIST; a kind the
+    server no longer serves (its CRD was deleted) counts as gone.
   - When O(wait_timeout) runs out the module fails, naming every object still there and whether it is
     terminating (and which finalizers hold it).
   - Never changes anything; safe in check mode (it then reports without waiting).
@@ -28,7 +28,32 @@ options:
         C(metadata.namespace) for namespaced kinds). Other keys are ignored.
     type: list
     elements: dict
-    required: true
+    default: []
+  selectors:
+    description:
+      - Sets of objects by label, e.g. the pods of an application whose owner was deleted; the wait lasts
+        until no object matches. Each C(api_version), C(kind), C(label_selector) and, for namespaced kinds,
+        C(namespace) (empty - all namespaces).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      api_version:
+        description: API version of the kind, e.g. V(v1).
+        type: str
+        required: true
+      kind:
+        description: Kind, e.g. V(Pod).
+        type: str
+        required: true
+      namespace:
+        description: Namespace (empty - all namespaces).
+        type: str
+        default: ""
+      label_selector:
+        description: Label selector, e.g. V(ome.io/inferenceservice=chat).
+        type: str
+        required: true
   wait_timeout:
     description: Seconds to wait for all objects to be gone.
     type: int
@@ -76,7 +101,9 @@ remaining:
   returned: always
   type: list
   elements: str
-  sample: ["Namespace/mindx-dl (terminating; finalizers: kubernetes)"]
+  sample:
+    - "Namespace/mindx-dl (terminating; finalizers: kubernetes)"
+    - "Pod/inference/chat-engine-7d9f-x2 (terminating; finalizers: none)"
 seconds:
   description: How long the wait took.
   returned: always
@@ -115,6 +142,12 @@ def references(objects):
     return refs
 
 
+def selector_refs(selectors):
+    """``("selector", apiVersion, kind, namespace, label selector)`` tuples of the ``selectors`` option."""
+    return [("selector", s["api_version"], s["kind"], s.get("namespace") or "", s["label_selector"])
+            for s in selectors]
+
+
 def describe(ref, state=None):
     _, kind, namespace, name = ref
     text = f"{kind}/{namespace + '/' if namespace else ''}{name}"
@@ -125,8 +158,9 @@ def describe(ref, state=None):
 
 
 def poll_until_gone(read, refs, wait, timeout, sleep, clock=None):
-    """Poll ``read(ref)`` (None when gone, else ``{terminating, finalizers}``) for the refs still present until
-    none is (or once, without ``wait``). Returns ``(remaining {ref: state}, polls, timed_out)``."""
+    """Poll ``read(ref)`` (None when gone, else ``{terminating, finalizers}``; for a selector ref ``{object ref:
+    state}`` of what matches) for the refs still present until none is (or once, without ``wait``). Returns
+    ``(remaining {ref: state}, polls, timed_out)``."""
     clock = clock or time
     deadline = clock.monotonic() + timeout
     remaining = dict.fromkeys(refs)
@@ -135,7 +169,7 @@ def poll_until_gone(read, refs, wait, timeout, sleep, clock=None):
         polls += 1
         for ref in list(remaining):
             state = read(ref)
-            if state is None:
+            if not state:  # None: gone; {}: no object matches the selector
                 del remaining[ref]
             else:
                 remaining[ref] = state
@@ -149,7 +183,13 @@ def poll_until_gone(read, refs, wait, timeout, sleep, clock=None):
 def main():
     module = k8s_client.k8s_module(
         argument_spec={
-            "objects": {"type": "list", "elements": "dict", "required": True},
+            "objects": {"type": "list", "elements": "dict", "default": []},
+            "selectors": {"type": "list", "elements": "dict", "default": [], "options": {
+                "api_version": {"type": "str", "required": True},
+                "kind": {"type": "str", "required": True},
+                "namespace": {"type": "str", "default": ""},
+                "label_selector": {"type": "str", "required": True},
+            }},
             "wait_timeout": {"type": "int", "default": 300},
             "wait_sleep": {"type": "int", "default": 1},
             "request_timeout": {"type": "int", "default": 30},
@@ -161,7 +201,7 @@ def main():
         if params[key] < 1:
             module.fail_json(msg=f"{key} must be at least 1 second")
     try:
-        refs = references(params["objects"])
+        refs = references(params["objects"]) + selector_refs(params["selectors"])
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     started = time.monotonic()
@@ -171,7 +211,14 @@ def main():
         api_client = k8s_client.connect(module, params["request_timeout"])
         dynamic = DynamicClient(api_client)
 
+        def state_of(obj):
+            metadata = obj.get("metadata") or {}
+            return {"terminating": bool(metadata.get("deletionTimestamp")),
+                    "finalizers": metadata.get("finalizers") or []}
+
         def read(ref):
+            if ref[0] == "selector":
+                return read_selector(*ref[1:])
             api_version, kind, namespace, name = ref
             try:
                 resource = dynamic.resources.get(api_version=api_version, kind=kind)
@@ -185,9 +232,20 @@ def main():
                                       params["request_timeout"]).to_dict()
             except NotFoundError:
                 return None
-            metadata = obj.get("metadata") or {}
-            return {"terminating": bool(metadata.get("deletionTimestamp")),
-                    "finalizers": metadata.get("finalizers") or []}
+            return state_of(obj)
+
+        def read_selector(api_version, kind, namespace, label_selector):
+            try:
+                resource = dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                return None
+            path = f"{api_version}/{kind} {namespace or '*'}?labelSelector={label_selector}"
+            items = k8s_client.call(api_client, "LIST", path,
+                                    lambda t: resource.get(namespace=namespace or None, label_selector=label_selector,
+                                                           _request_timeout=t),
+                                    params["request_timeout"]).to_dict().get("items") or []
+            return {(api_version, kind, (item.get("metadata") or {}).get("namespace") or "",
+                     (item.get("metadata") or {}).get("name")): state_of(item) for item in items}
 
         remaining, polls, timed_out = poll_until_gone(read, refs, not module.check_mode, params["wait_timeout"],
                                                       params["wait_sleep"])
@@ -195,7 +253,12 @@ def main():
         module.fail_json(msg=f"cannot read the objects: {exc}")
     except Exception as exc:  # ApiException (401, 403, ...), TLS errors
         module.fail_json(msg=f"cannot read the objects: {k8s_client.error_message(exc)}")
-    left = [describe(ref, state) for ref, state in remaining.items()]
+    left = []
+    for ref, state in remaining.items():
+        if ref[0] == "selector":
+            left.extend(describe(obj_ref, obj_state) for obj_ref, obj_state in state.items())
+        else:
+            left.append(describe(ref, state))
     result = {"changed": False, "remaining": left, "seconds": round(time.monotonic() - started, 1),
               "polls": polls}
     if timed_out:
