@@ -10,6 +10,8 @@
     lab restart-apiserver worker [--down-seconds N]   restart one cluster's kube-apiserver
     lab fleet|rancher|storage ...     one part at a time
     lab devicemanager up|down|status  the kubelet device-manager + GFD stand-in
+    lab omelab up|down|status|install-crds  the OME/LWS stand-in: their controllers run out of
+                              cluster, cert-manager, webhook routing, the model agent
     lab repos build|publish|info  the apt and chart repositories the lab mirror serves
 """
 
@@ -19,13 +21,13 @@ import argparse
 import json
 import sys
 
-from labctl import clusters, controllers, devicemanager, fleet, k8sbin, paths, rancher, repos, storage, summary
+from labctl import clusters, controllers, devicemanager, fleet, k8sbin, omelab, paths, rancher, repos, storage, summary
 from labctl.storage import binary as juicefs_binary
 from labctl.waiting import WaitTimeout
 
 LAB_ERRORS = (clusters.ClusterError, k8sbin.BuildError, fleet.FleetError, rancher.RancherLabError,
               storage.StorageLabError, storage.JuiceFSBuildError, WaitTimeout, repos.RepoBuildError,
-              devicemanager.DeviceManagerError)
+              devicemanager.DeviceManagerError, omelab.OmeLabError)
 
 
 def _log(message: str) -> None:
@@ -45,6 +47,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     info = repos.publish(log=_log)
     _log(f"repos: apt {info['apt']['url']}, charts {info['charts']['url']}")
     devicemanager.up("worker", log=_log)
+    # SGLang stage: cert-manager's API for OME's chart, and the runner of the real OME and LWS controllers
+    # (out of cluster, once the roles install their Deployments) with its cert-manager and model-agent stand-ins.
+    omelab.install_cert_manager_crds("worker", log=_log)
+    omelab.up("worker", log=_log)
     rancher.up(paths.kubeconfig_path("worker"), log=_log)
     return 0
 
@@ -54,6 +60,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     # clusters, an unformatted volume and a Rancher that knows no nodes.
     rancher.down(log=_log, purge=True)
     devicemanager.down(log=_log)  # before the clusters it watches go away
+    omelab.down(log=_log)  # stops the controllers, gives the webhooks their Services back
     fleet.down()  # machines unmount /data/k8s before its metadata engine goes away
     storage.down(log=_log, purge=True)
     clusters.down(log=_log)
@@ -62,7 +69,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     report = {"clusters": clusters.status(), "machines": fleet.status(), "rancher": rancher.status(),
-              "storage": storage.status(), "devicemanager": devicemanager.status()}
+              "storage": storage.status(), "devicemanager": devicemanager.status(),
+              "omelab": omelab.status()}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -74,6 +82,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("storage  " + "  ".join(f"{k}={v}" for k, v in report["storage"].items()))
     for row in report["devicemanager"]:
         print("devicemanager  " + "  ".join(f"{k}={v}" for k, v in row.items() if k not in ("advertised", "log")))
+    for row in report["omelab"]:
+        print("omelab  " + "  ".join(f"{k}={v}" for k, v in row.items() if not isinstance(v, (dict, list))))
     return 0
 
 
@@ -133,6 +143,7 @@ def parser() -> argparse.ArgumentParser:
     rancher.register_cli(sub)
     storage.register_cli(sub)
     devicemanager.register_cli(sub)
+    omelab.register_cli(sub)
     return top
 
 

@@ -31,6 +31,9 @@ def calls(monkeypatch):
     monkeypatch.setattr(cli.repos, "publish", rec("repos.publish", {"apt": {"url": "a"}, "charts": {"url": "c"}}))
     monkeypatch.setattr(cli.devicemanager, "up", rec("devicemanager.up"))
     monkeypatch.setattr(cli.devicemanager, "down", rec("devicemanager.down"))
+    monkeypatch.setattr(cli.omelab, "install_cert_manager_crds", rec("omelab.install_cert_manager_crds"))
+    monkeypatch.setattr(cli.omelab, "up", rec("omelab.up"))
+    monkeypatch.setattr(cli.omelab, "down", rec("omelab.down"))
     return seen
 
 
@@ -40,8 +43,10 @@ UP = argparse.Namespace(clusters_only=False, profile="demo")
 def test_repos_after_storage_and_device_manager_stopped_before_the_fleet(calls):
     cli.cmd_up(UP)
     cli.cmd_down(argparse.Namespace())
-    assert calls == ["clusters.up", "fleet.up", "storage.up", "repos.publish", "devicemanager.up", "rancher.up",
-                     "rancher.down", "devicemanager.down", "fleet.down", "storage.down", "clusters.down"]
+    assert calls == ["clusters.up", "fleet.up", "storage.up", "repos.publish", "devicemanager.up",
+                     "omelab.install_cert_manager_crds", "omelab.up", "rancher.up",
+                     "rancher.down", "devicemanager.down", "omelab.down", "fleet.down", "storage.down",
+                     "clusters.down"]
 
 
 def test_clusters_only_starts_no_device_support(calls):
