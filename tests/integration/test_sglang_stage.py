@@ -101,7 +101,8 @@ def refused(out: dict, message: str) -> None:
 
 
 def summary_lines(out: dict) -> list[str]:
-    return [line for p in out["plays"] for task in p["tasks"] if task["task"]["name"] == "Show the applications' state"
+    return [line for p in out["plays"] for task in p["tasks"]
+            if task["task"]["name"].endswith("Show the applications' state")
             for result in task["hosts"].values() for line in (result.get("msg") or [])]
 
 
@@ -235,8 +236,12 @@ def test_dry_run_shows_the_objects_and_creates_nothing(chat):
     preview = dict(CHAT, name="preview")
     out = app({"sglang_serving_application": preview}, "--check", "--diff")
     assert out["_rc"] == 0, failures(out)
-    diffs = json.dumps([r.get("diff") for p in out["plays"] for t in p["tasks"] for r in t["hosts"].values()])
-    assert "InferenceService" in diffs and "preview" in diffs
+    shown = [r.get("msg") for p in out["plays"] for t in p["tasks"] for r in t["hosts"].values()
+             if t["task"]["name"].endswith("Show the generated objects (dry run)")]
+    kinds = [(o["kind"], o["metadata"]["name"]) for objects in shown for o in objects]
+    assert ("InferenceService", "preview") in kinds, shown
+    service = next(o for objects in shown for o in objects if o["kind"] == "InferenceService")
+    assert service["spec"]["engine"]["annotations"]["huawei.com/schedule_minAvailable"] == "1"
     assert app_objects("preview") == []
 
 

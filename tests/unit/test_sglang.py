@@ -317,17 +317,19 @@ def test_schedule_min_available_is_a_dict():
 
 def test_the_model_must_be_one_the_runtime_serves():
     found = problems_of(model={"architecture": "Qwen2ForCausalLM"})
-    assert found == ["application chat: model llama-3-2-1b-instruct (safetensors, Qwen2ForCausalLM, framework none) "
-                     "matches none of runtime srt-a2's model_formats: OME would refuse the runtime"]
+    assert found == ["application chat: model llama-3-2-1b-instruct (safetensors, Qwen2ForCausalLM, framework "
+                     "transformers) matches none of runtime srt-a2's model_formats: OME would refuse the runtime"]
 
 
-def test_a_framework_on_one_side_only_does_not_match():
-    """OME's matcher wants the framework on both sides or on neither."""
-    found = problems_of(model={"framework": "transformers"})
+def test_frameworks_must_match_and_default_to_transformers():
+    """OME's matcher compares the frameworks; its CRD requires one per runtime model format, so an unset framework
+    is transformers on both sides."""
+    found = problems_of(model={"framework": "vllm"})
     assert_problem(found, "application chat: model llama-3-2-1b-instruct (safetensors, LlamaForCausalLM, framework "
-                          "transformers) matches none of runtime srt-a2's model_formats...")
+                          "vllm) matches none of runtime srt-a2's model_formats...")
     both = [{"format": "safetensors", "architecture": "LlamaForCausalLM", "framework": "transformers"}]
-    assert problems_of(model={"framework": "transformers"}, runtime={"model_formats": both}) == []
+    assert problems_of(model={"framework": "transformers"}) == []
+    assert problems_of(runtime={"model_formats": both}) == []
 
 
 def test_a_router_needs_an_image():
@@ -433,6 +435,7 @@ def test_deployment_mode_objects():
     model = result["objects"][0]
     assert model["apiVersion"] == "ome.io/v1beta1"
     assert model["spec"] == {"disabled": False, "modelFormat": {"name": "safetensors"},
+                             "modelFramework": {"name": "transformers"},
                              "modelArchitecture": "LlamaForCausalLM", "modelParameterSize": "1B",
                              "storage": {"path": "/data/k8s/models/llama-3-2-1b-instruct",
                                          "storageUri": "local:///data/k8s/models/llama-3-2-1b-instruct"}}
@@ -440,7 +443,7 @@ def test_deployment_mode_objects():
     spec = runtime["spec"]
     assert spec["supportedModelFormats"] == [{"name": "safetensors", "modelFormat": {"name": "safetensors"},
                                               "modelArchitecture": "LlamaForCausalLM", "autoSelect": False,
-                                              "priority": 1}]
+                                              "priority": 1, "modelFramework": {"name": "transformers"}}]
     for config, role in ((spec["engineConfig"], "prefill"), (spec["decoderConfig"], "decode")):
         assert "leader" not in config and "worker" not in config
         assert_npu_pod(config, "module-910b-8", 8, role)
@@ -595,3 +598,13 @@ def test_only_with_an_unknown_application_is_a_problem():
     with pytest.raises(sglang.SGLangError) as error:
         sglang.plan([MODEL], [A2], [CHAT], only=["ghost"])
     assert "application ghost is not among the applications" in error.value.problems
+
+
+def test_the_router_is_kept_off_npu_servers_unless_allowed():
+    router = sglang.plan([MODEL], [A2], [CHAT])["objects"][1]["spec"]["routerConfig"]
+    terms = router["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "accelerator-type", "operator": "DoesNotExist"}]}]
+    allowed = sglang.plan([MODEL], [merged(A2, {"router_on_npu_nodes": True})], [CHAT])
+    assert "affinity" not in allowed["objects"][1]["spec"]["routerConfig"]
+    assert_problem(problems_of(runtime={"router_on_npu_nodes": "yes"}),
+                   "runtime srt-a2: router_on_npu_nodes must be true or false, got 'yes'")

@@ -116,10 +116,10 @@ def test_deployment_mode_roles_workloads_and_pods():
 def test_deployment_mode_summary():
     assert deployment_mode_report()["summary"] == [
         "inference/chat: not ready (Ready=False ComponentNotReady: decoder not ready)",
-        "inference/chat engine: 2/2 pods ready (Deployment chat-engine 2/2)",
+        "inference/chat engine: 2/2 pods ready on npu-1, npu-2 (Deployment chat-engine 2/2)",
         "inference/chat decoder: 0/1 pods ready (Deployment chat-decoder 0/1)",
         f"inference/chat decoder pod chat-decoder-6d-ccccc Pending: {INSUFFICIENT}",
-        "inference/chat router: 1/1 pods ready (Deployment chat-router 1/1)",
+        "inference/chat router: 1/1 pods ready on cpu-1 (Deployment chat-router 1/1)",
     ]
 
 
@@ -160,7 +160,7 @@ def test_leaderworkerset_mode_counts_instances_and_their_pods():
     assert (roles["decoder"]["desired_pods"], roles["decoder"]["ready_pods"]) == (4, 2)
     assert (roles["engine"]["desired_pods"], roles["engine"]["ready_pods"]) == (2, 2)
     assert report["summary"][2:] == [
-        "inference/big decoder: 2/4 pods ready (LeaderWorkerSet lws-big-decoder 1/2 instances)",
+        "inference/big decoder: 2/4 pods ready on npu-3, npu-4 (LeaderWorkerSet lws-big-decoder 1/2 instances)",
         "inference/big decoder pod lws-big-decoder-1 Pending: pod group is not ready, 2 Pending, 2 minAvailable",
         f"inference/big decoder pod lws-big-decoder-1-1 Pending: {INSUFFICIENT}",
     ]
@@ -264,7 +264,7 @@ def test_module_reports_through_the_api(monkeypatch, capsys):
         status.main()
     result = json.loads(capsys.readouterr().out)
     assert info.value.code == 0 and result["changed"] is False and result["ready"] is True
-    assert result["summary"] == ["inference/chat: Ready", "inference/chat engine: 1/1 pods ready (Deployment "
+    assert result["summary"] == ["inference/chat: Ready", "inference/chat engine: 1/1 pods ready on npu-1 (Deployment "
                                  "chat-engine 1/1)",
                                  "LeaderWorkerSet is not served by the cluster (LeaderWorkerSet not installed?)"]
     assert len(paths) == 4

@@ -43,6 +43,9 @@ from ansible_collections.aicluster.platform.plugins.module_utils import k8s_name
 OME_API = "ome.io/v1beta1"
 DEFAULT_MODEL_ROOT = "/data/k8s"
 DEFAULT_NAMESPACE = "default"
+# OME's CRD requires a framework in every runtime model format (supportedModelFormats[].modelFramework);
+# models and formats without one are Hugging Face transformers checkpoints, like all of OME's samples.
+DEFAULT_FRAMEWORK = "transformers"
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "aicluster"
@@ -101,6 +104,7 @@ RUNTIME_FIELDS = (
     "name", "accelerator_type", "mode", "nodes_per_instance", "chips_per_pod", "host_arch", "fault_scheduling",
     "pod_rescheduling", "fault_retry_times", "sp_block", "images", "server_port", "router_port", "dist_init_port",
     "tp_size", "engine_args", "decoder_args", "router_args", "env", "model_formats", "resources", "router_resources",
+    "router_on_npu_nodes",
 )
 APP_FIELDS = ("name", "namespace", "model", "runtime", "prefill", "decode", "router", "images", "min_available",
               "state")
@@ -265,6 +269,7 @@ def runtime_defaults(runtime):
         "model_formats": runtime.get("model_formats") or [],
         "resources": runtime.get("resources") or {},
         "router_resources": runtime.get("router_resources") or copy.deepcopy(DEFAULT_ROUTER_RESOURCES),
+        "router_on_npu_nodes": runtime.get("router_on_npu_nodes", False),
     }
 
 
@@ -390,6 +395,9 @@ def runtime_problems(runtime, index=0):
     if fault not in FAULT_SCHEDULING:
         problems.append(f"{where}: fault_scheduling {_show(fault)} is not one of {', '.join(FAULT_SCHEDULING)}")
 
+    if not isinstance(rt["router_on_npu_nodes"], bool):
+        problems.append(f"{where}: router_on_npu_nodes must be true or false, got {_show(rt['router_on_npu_nodes'])}")
+
     rescheduling = rt["pod_rescheduling"]
     if not isinstance(rescheduling, bool):
         problems.append(f"{where}: pod_rescheduling must be true or false, got {_show(rescheduling)}")
@@ -475,12 +483,16 @@ def _name_length_problems(where, name, mode, prefill, decode):
             f"characters, at most {limit}: {why}); use at most {most} characters"]
 
 
+def framework_of(item):
+    return item.get("framework") or DEFAULT_FRAMEWORK
+
+
 def model_matches(model, runtime_formats):
     """Whether OME's runtime selector accepts ``model`` for a runtime with these ``model_formats``: format
-    name and architecture equal, framework equal or absent on both sides (runtimeselector/matcher.go)."""
+    name, architecture and framework equal (runtimeselector/matcher.go; DEFAULT_FRAMEWORK when not given)."""
     for entry in runtime_formats:
         if (entry.get("format") == model.get("format") and entry.get("architecture") == model.get("architecture")
-                and (entry.get("framework") or None) == (model.get("framework") or None)):
+                and framework_of(entry) == framework_of(model)):
             return True
     return False
 
@@ -565,7 +577,7 @@ def application_problems(app, index, models, runtimes):
         formats = [f for f in runtime["model_formats"] if isinstance(f, dict)]
         if formats and not model_matches(model, formats):
             problems.append(f"{where}: model {model_name} ({model.get('format')}, {model.get('architecture')}, "
-                            f"framework {model.get('framework') or 'none'}) matches none of runtime "
+                            f"framework {framework_of(model)}) matches none of runtime "
                             f"{runtime_name}'s model_formats: OME would refuse the runtime")
 
     router = app.get("router", 1)
@@ -663,8 +675,7 @@ def model_object(model):
         "modelArchitecture": model["architecture"],
         "storage": {"path": model["path"], "storageUri": model.get("storage_uri") or f"local://{model['path']}"},
     }
-    if model.get("framework"):
-        spec["modelFramework"] = {"name": model["framework"]}
+    spec["modelFramework"] = {"name": framework_of(model)}
     if model.get("parameter_size"):
         spec["modelParameterSize"] = model["parameter_size"]
     return {"apiVersion": OME_API, "kind": "ClusterBaseModel", "metadata": _meta(model["name"]), "spec": spec}
@@ -814,7 +825,12 @@ def router_config(rt):
     }
     if rt["images"].get("router"):
         runner["image"] = rt["images"]["router"]
-    return {"runner": runner}
+    if rt["router_on_npu_nodes"]:
+        return {"runner": runner}
+    # The router needs no NPU: keep it off the NPU servers (MindCluster labels them accelerator-type), whose
+    # CPU and memory the SGLang servers need.
+    return {"runner": runner, "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [{"key": ACCELERATOR_LABEL, "operator": "DoesNotExist"}]}]}}}}
 
 
 def runtime_object(runtime):
@@ -824,8 +840,7 @@ def runtime_object(runtime):
     for entry in rt["model_formats"]:
         fmt = {"name": entry["format"], "modelFormat": {"name": entry["format"]},
                "modelArchitecture": entry["architecture"], "autoSelect": False, "priority": 1}
-        if entry.get("framework"):
-            fmt["modelFramework"] = {"name": entry["framework"]}
+        fmt["modelFramework"] = {"name": framework_of(entry)}
         formats.append(fmt)
     spec = {
         "disabled": False,

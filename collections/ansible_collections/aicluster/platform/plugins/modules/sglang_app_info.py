@@ -133,7 +133,7 @@ summary:
   elements: str
   sample:
     - "inference/chat: not ready (Ready=False ComponentNotReady: decoder not ready)"
-    - "inference/chat engine: 2/2 pods ready (Deployment chat-engine 2/2)"
+    - "inference/chat engine: 2/2 pods ready on npu-a2-01, npu-a2-02 (Deployment chat-engine 2/2)"
     - "inference/chat decoder: 0/1 pods ready (Deployment chat-decoder 0/1)"
     - "inference/chat decoder pod chat-decoder-6d9f-abcde Pending: 0/4 nodes are available: 4 Insufficient
       huawei.com/Ascend910."
@@ -323,7 +323,9 @@ def summary_lines(state):
             lines = [f"{where}: not ready (Ready={ready.get('status')}{' ' + detail if detail else ''})"]
     for role, info in state["roles"].items():
         workloads = ", ".join(_describe_workload(w) for w in info["workloads"]) or "no workload yet"
-        lines.append(f"{where} {role}: {info['ready_pods']}/{info['desired_pods']} pods ready ({workloads})")
+        nodes = sorted({pod["node"] for pod in info["pods"] if pod["node"]})
+        on = f" on {', '.join(nodes)}" if nodes else ""
+        lines.append(f"{where} {role}: {info['ready_pods']}/{info['desired_pods']} pods ready{on} ({workloads})")
         for pod in info["pods"]:
             if pod["ready"]:
                 continue

@@ -38,7 +38,7 @@ options:
       - "Keys: C(name); C(format) (e.g. V(safetensors)); C(architecture) (e.g. V(LlamaForCausalLM));
         C(parameter_size) (optional, e.g. V(1B), V(7.5B)); C(path) (absolute, without C(..), under
         O(model_root); OME mounts it from the node at the same path and passes it as C(MODEL_PATH));
-        C(framework) (optional, e.g. V(transformers)); C(storage_uri) (optional, default C(local://<path>))."
+        C(framework) (default V(transformers), as OME requires one); C(storage_uri) (optional, default C(local://<path>))."
     type: list
     elements: dict
     default: []
@@ -55,14 +55,15 @@ options:
         C(fault_scheduling=off)); C(fault_retry_times) (optional positive integer); C(sp_block) (optional,
         SuperPoD only: a multiple of 16 that divides an instance's chips)."
       - "C(images) (C(engine) required, C(decoder) defaults to it, C(router) needed by applications with a router
-        unless they name one); C(model_formats) (list of C(format), C(architecture), optional C(framework): the
-        models the runtime serves, matched as OME's runtime selector does); C(server_port) (default 8080, the
-        SGLang servers' port and the router's service discovery port); C(router_port) (default 8080);
+        unless they name one); C(model_formats) (list of C(format), C(architecture), C(framework) - default
+        V(transformers): the models the runtime serves, matched as OME's runtime selector does); C(server_port)
+        (default 8080, the SGLang servers' port and the router's service discovery port); C(router_port) (default 8080);
         C(dist_init_port) (default 5757, leaderworkerset); C(tp_size) (default chips_per_pod x
         nodes_per_instance); C(engine_args), C(decoder_args), C(router_args) (extra arguments appended to the
         generated C(sglang.launch_server) / C(sglang_router.launch_router) commands); C(env) (name -> value for
         the SGLang containers); C(resources) (C(requests)/C(limits) of the SGLang containers besides the chips);
-        C(router_resources) (default limits C(cpu=1), C(memory=2Gi))."
+        C(router_resources) (default limits C(cpu=1), C(memory=2Gi)); C(router_on_npu_nodes) (default V(false):
+        the router, which needs no NPU, is kept off Nodes labelled C(accelerator-type))."
     type: list
     elements: dict
     default: []
