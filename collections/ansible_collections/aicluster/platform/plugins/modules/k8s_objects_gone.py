@@ -149,7 +149,7 @@ def selector_refs(selectors):
 
 
 def describe(ref, state=None):
-    _, kind, namespace, name = ref
+    kind, namespace, name = ref[1:]
     text = f"{kind}/{namespace + '/' if namespace else ''}{name}"
     if state and state.get("terminating"):
         finalizers = ", ".join(state.get("finalizers") or []) or "none"
