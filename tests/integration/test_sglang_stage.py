@@ -107,16 +107,16 @@ def summary_lines(out: dict) -> list[str]:
 
 
 def resident_memory_mib() -> dict[str, float]:
+    """RSS of the controllers the lab runs (and of its stand-in process), from /proc."""
     from labctl import omelab
+    from labctl.procs import rss_bytes
 
     figures = {}
     for row in omelab.status():
-        pid = row.get("pid")
-        if not pid or not Path(f"/proc/{pid}/status").is_file():
-            continue
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                figures[f"{row.get('name', pid)}_rss_mib"] = round(int(line.split()[1]) / 1024, 1)
+        pids = {"omelab": row.get("pid")} | {name: c.get("pid") for name, c in (row.get("controllers") or {}).items()}
+        for name, pid in pids.items():
+            if pid:
+                figures[f"{name}_rss_mib"] = round(rss_bytes([pid]) / 2**20, 1)
     return figures
 
 
