@@ -43,16 +43,8 @@ options:
     description: Seconds the first connection and each list call may take when O(wait=false).
     type: int
     default: 30
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-requirements:
-  - kubernetes (Python library) on the host that runs the module
 extends_documentation_fragment:
+  - aicluster.platform.k8s_read
   - kubernetes.core.k8s_auth_options
 author:
   - AI cluster platform maintainers (@aicluster)

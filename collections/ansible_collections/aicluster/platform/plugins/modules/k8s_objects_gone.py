@@ -62,20 +62,8 @@ options:
     description: Seconds between two polls.
     type: int
     default: 1
-  request_timeout:
-    description: Seconds each API call may take, retries of transient faults included.
-    type: int
-    default: 30
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-requirements:
-  - kubernetes (Python library) on the host that runs the module
 extends_documentation_fragment:
+  - aicluster.platform.k8s_read
   - kubernetes.core.k8s_auth_options
 author:
   - AI cluster platform maintainers (@aicluster)
