@@ -55,7 +55,6 @@ import contextlib
 import json
 import os
 import posixpath
-import signal
 import sys
 import threading
 import time
@@ -67,6 +66,7 @@ from typing import Any
 import yaml
 
 from labctl import paths
+from labctl.standin import StandIn
 
 OWNER_ANNOTATION = "lab.aicluster.io/device-manager"
 CONFIG_LABEL = "nvidia.com/device-plugin.config"
@@ -858,26 +858,20 @@ class _WatchExpired(Exception):
 
 
 # ------------------------------------------------------------------ process: state files, run, up/down/status
+def _status_fields(state: dict) -> dict:
+    return {"nodes": len(state.get("advertised") or {}), "advertised": state.get("advertised") or {}}
+
+
+STANDIN = StandIn(name="devicemanager", what="device manager", title="device manager stand-in", up_title="stand-in",
+                  error=DeviceManagerError, stop_timeout=STOP_TIMEOUT, status_fields=_status_fields)
+
+
 def state_dir() -> Path:
-    return paths.STATE_DIR / "devicemanager"
+    return STANDIN.state_dir()
 
 
 def _files(cluster: str) -> dict[str, Path]:
-    d = state_dir()
-    return {"pid": d / f"{cluster}.pid", "log": d / f"{cluster}.log", "state": d / f"{cluster}.json"}
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_state(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    return STANDIN.files(cluster)
 
 
 def run(cluster: str = "worker", kubeconfig: Path | None = None, fleet_state: Path | None = None,
@@ -899,9 +893,9 @@ def run(cluster: str = "worker", kubeconfig: Path | None = None, fleet_state: Pa
 
     def write_state() -> None:
         if state_file is not None:
-            _write_state(state_file, {"pid": os.getpid(), "cluster": cluster, "kubeconfig": str(kubeconfig),
-                                      "fleet_state": str(fleet_state), "synced": manager.is_synced(),
-                                      "advertised": manager.advertised})
+            STANDIN.write_state(state_file, {"pid": os.getpid(), "cluster": cluster, "kubeconfig": str(kubeconfig),
+                                             "fleet_state": str(fleet_state), "synced": manager.is_synced(),
+                                             "advertised": manager.advertised})
 
     manager = DeviceManager(k8s.CoreV1Api(api), fleet_state, matchers, say, on_change=write_state)
     if stop is not None:
@@ -914,29 +908,6 @@ def run(cluster: str = "worker", kubeconfig: Path | None = None, fleet_state: Pa
         manager.stop.set()
         api.close()
         say("stopped")
-
-
-def _our_pid(cluster: str) -> int | None:
-    """PID of the running stand-in of ``cluster`` started from this checkout's state dir, if any."""
-    try:
-        pid = int(_files(cluster)["pid"].read_text().strip())
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
-        return None
-    from labctl.procs import alive
-
-    if alive(pid) and b"labctl.devicemanager" in argv and cluster.encode() in argv \
-            and str(state_dir()).encode() in argv:
-        return pid
-    return None
-
-
-def _log_tail(cluster: str) -> str:
-    try:
-        lines = _files(cluster)["log"].read_text().strip().splitlines()
-    except OSError:
-        return ""
-    return lines[-1] if lines else ""
 
 
 def matchers_from(selectors: Iterable[str]) -> tuple[PodMatcher, ...]:
@@ -961,152 +932,53 @@ def up(cluster: str = "worker", kubeconfig: Path | None = None, fleet_state: Pat
     """Start the stand-in for ``cluster`` in the background (no-op if it runs) and wait until it has
     listed the cluster once. ``selectors``: ``ROLE:SELECTOR`` overrides (see :func:`matchers_from`).
     Returns :func:`status` of that cluster."""
-    from labctl.procs import alive, spawn_detached, stop
-    from labctl.waiting import WaitTimeout, wait_for
-
-    say = log or (lambda m: None)
     kubeconfig = Path(kubeconfig or paths.kubeconfig_path(cluster))
     fleet_state = Path(fleet_state or fleet_state_path())
     selectors = list(selectors)
     matchers_from(selectors)  # one clear error for a bad selector, before anything starts
-    if _our_pid(cluster) is None:
-        if not kubeconfig.is_file():
-            raise DeviceManagerError(f"device manager {cluster}: no kubeconfig at {kubeconfig} (is the cluster up?)")
-        d = paths.private_dir(state_dir())
-        f = _files(cluster)
-        f["state"].unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "labctl.devicemanager", "run", "--cluster", cluster, "--kubeconfig",
-                str(kubeconfig), "--fleet-state", str(fleet_state), "--state-dir", str(d),
-                *(a for sel in selectors for a in ("--selector", sel))]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.LAB_DIR), env.get("PYTHONPATH")]))
-        try:
-            pid = spawn_detached(argv, d, f["log"], env)
-        except OSError as exc:
-            raise DeviceManagerError(f"device manager {cluster}: {exc}") from None
-        f["pid"].write_text(f"{pid}\n")
-
-        def synced() -> str | None:
-            if not alive(pid):
-                return "exited"
-            state = _read_json(f["state"])
-            return "synced" if state.get("pid") == pid and state.get("synced") else None
-
-        try:
-            outcome = wait_for(synced, timeout, f"the device manager stand-in of {cluster} to list the cluster",
-                               interval=0.2)
-        except WaitTimeout as exc:
-            stop(pid, f"device manager {cluster}", STOP_TIMEOUT)
-            f["pid"].unlink(missing_ok=True)
-            raise DeviceManagerError(f"device manager {cluster} did not start: {exc} ({_log_tail(cluster)})") from None
-        if outcome == "exited":
-            f["pid"].unlink(missing_ok=True)
-            raise DeviceManagerError(f"device manager {cluster} exited: {_log_tail(cluster)} (log: {f['log']})")
-        say(f"devicemanager: stand-in for {cluster} up (pid {pid})")
-    return next(row for row in status() if row["cluster"] == cluster)
-
-
-def _clusters_with_pid_files() -> list[str]:
-    d = state_dir()
-    return sorted(p.stem for p in d.glob("*.pid")) if d.is_dir() else []
+    options = ["--fleet-state", str(fleet_state), *(a for sel in selectors for a in ("--selector", sel))]
+    return STANDIN.up(cluster, kubeconfig, options, timeout, log)
 
 
 def down(cluster: str | None = None, log=None) -> None:
     """Stop the stand-in of ``cluster`` (all of them by default). What it set on Nodes stays,
     as a kubelet that stops leaves its Node's status."""
-    from labctl.procs import stop
-
-    say = log or (lambda m: None)
-    for name in [cluster] if cluster else _clusters_with_pid_files():
-        pid = _our_pid(name)
-        if pid is not None:
-            stop(pid, f"device manager {name}", STOP_TIMEOUT)
-            say(f"devicemanager: stand-in for {name} (pid {pid}) stopped")
-        _files(name)["pid"].unlink(missing_ok=True)
+    STANDIN.down(cluster, log)
 
 
 def status() -> list[dict]:
-    rows = []
-    for name in sorted(set(_clusters_with_pid_files()) | {"worker"}):
-        f = _files(name)
-        pid = _our_pid(name)
-        state = _read_json(f["state"]) if pid else {}
-        rows.append({"cluster": name, "running": pid is not None, "pid": pid, "synced": bool(state.get("synced")),
-                     "nodes": len(state.get("advertised") or {}), "advertised": state.get("advertised") or {},
-                     "log": str(f["log"])})
-    return rows
+    return STANDIN.status()
 
 
 # ------------------------------------------------------------------ CLI
-def _cmd_up(args: argparse.Namespace) -> int:
-    row = up(args.cluster, args.kubeconfig, args.fleet_state, args.selector or (),
-             log=lambda m: print(f"lab: {m}", file=sys.stderr, flush=True))
-    print(json.dumps(row, indent=2))
-    return 0
-
-
-def _cmd_down(args: argparse.Namespace) -> int:
-    down(args.cluster, log=lambda m: print(f"lab: {m}", file=sys.stderr, flush=True))
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    print(json.dumps(status(), indent=2))
-    return 0
-
-
-def _guard(func):
-    def guarded(args: argparse.Namespace) -> int:
-        from labctl.waiting import WaitTimeout
-
-        try:
-            return func(args)
-        except (DeviceManagerError, WaitTimeout) as exc:
-            print(f"lab: error: {exc}", file=sys.stderr)
-            return 1
-    return guarded
-
-
-def register_cli(subparsers) -> None:
-    """Add ``devicemanager up|down|status`` to an argparse subparsers object (``func(args) -> int``)."""
-    top = subparsers.add_parser("devicemanager", help="the kubelet device manager + GPU Feature Discovery stand-in "
-                                "(lab fixture)")
-    sub = top.add_subparsers(dest="devicemanager_command", required=True)
-    p_up = sub.add_parser("up", help="start the stand-in for a cluster (no-op if running)")
-    p_up.add_argument("--cluster", default="worker")
-    p_up.add_argument("--kubeconfig", type=Path, default=None, help="default: lab/state/kubeconfig/<cluster>.yaml")
+def _up_options(p_up: argparse.ArgumentParser) -> None:
     p_up.add_argument("--fleet-state", type=Path, default=None, help="default: lab/state/fleet/fleet.json")
     p_up.add_argument("--selector", action="append", metavar="ROLE:SELECTOR",
                       help=f"pod label selector of a role ({NVIDIA_PLUGIN}, {GFD}, {ASCEND_PLUGIN}); repeatable; "
                            "replaces that role's defaults")
-    p_up.set_defaults(func=_guard(_cmd_up))
-    p_down = sub.add_parser("down", help="stop the stand-in (every cluster unless --cluster)")
-    p_down.add_argument("--cluster", default=None)
-    p_down.set_defaults(func=_guard(_cmd_down))
-    sub.add_parser("status", help="report the stand-ins").set_defaults(func=_guard(_cmd_status))
+
+
+def register_cli(subparsers) -> None:
+    """Add ``devicemanager up|down|status`` to an argparse subparsers object (``func(args) -> int``)."""
+    STANDIN.register_cli(
+        subparsers, "the kubelet device manager + GPU Feature Discovery stand-in (lab fixture)", _up_options,
+        lambda args, say: up(args.cluster, args.kubeconfig, args.fleet_state, args.selector or (), log=say),
+        down_help="stop the stand-in (every cluster unless --cluster)")
+
+
+def _run_options(p_run: argparse.ArgumentParser) -> None:
+    p_run.add_argument("--fleet-state", type=Path, default=None)
+    p_run.add_argument("--selector", action="append", default=[])
+
+
+def _run(args: argparse.Namespace, stop_event: threading.Event) -> None:
+    state_file = STANDIN.files(args.cluster, args.state_dir)["state"] if args.state_dir else None
+    run(args.cluster, args.kubeconfig, args.fleet_state, matchers_from(args.selector), state_file, stop_event)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m labctl.devicemanager run ...``: the background process."""
-    parser = argparse.ArgumentParser(prog="labctl.devicemanager")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run")
-    p_run.add_argument("--cluster", default="worker")
-    p_run.add_argument("--kubeconfig", type=Path, default=None)
-    p_run.add_argument("--fleet-state", type=Path, default=None)
-    p_run.add_argument("--state-dir", type=Path, default=None)
-    p_run.add_argument("--selector", action="append", default=[])
-    args = parser.parse_args(argv)
-    stop_event = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
-    signal.signal(signal.SIGINT, lambda *_: stop_event.set())
-    state_file = (args.state_dir / f"{args.cluster}.json") if args.state_dir else None
-    try:
-        run(args.cluster, args.kubeconfig, args.fleet_state, matchers_from(args.selector), state_file, stop_event)
-    except DeviceManagerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return STANDIN.main(argv, _run_options, _run)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,6 @@ import os
 import posixpath
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -109,6 +108,7 @@ from typing import Any
 import yaml
 
 from labctl import paths
+from labctl.standin import StandIn, cli_log
 
 FIXTURES = Path(__file__).resolve().parent / "omelab_fixtures"
 CERT_MANAGER_CRDS = FIXTURES / "cert-manager-crds.yaml"
@@ -1955,24 +1955,12 @@ def install_cert_manager_crds(cluster: str = "worker", kubeconfig: Path | None =
 
 # ------------------------------------------------------------------ process: state files, run, up/down/status
 def state_dir() -> Path:
-    return paths.STATE_DIR / "omelab"
+    return STANDIN.state_dir()
 
 
 def _files(cluster: str, base: Path | None = None) -> dict[str, Path]:
-    d = Path(base or state_dir())
-    return {"pid": d / f"{cluster}.pid", "log": d / f"{cluster}.log", "state": d / f"{cluster}.json",
-            "work": d / cluster}
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_state(path: Path, data: dict) -> None:
-    paths.write_private(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    """The stand-in's files (:meth:`StandIn.files`) and ``work``: its controllers' work dirs and logs."""
+    return {**STANDIN.files(cluster, base), "work": Path(base or state_dir()) / cluster}
 
 
 def _children_of(workdir: Path) -> list[int]:
@@ -1994,6 +1982,16 @@ def _stop_children(workdir: Path, say: Callable[[str], None]) -> None:
         if alive(pid):
             say(f"stopping a controller left running: pid {pid} ({cmdline(pid)[:120]})")
             stop(pid, "controller", CHILD_STOP_TIMEOUT)
+
+
+def _status_fields(state: dict) -> dict:
+    return {"controllers": state.get("controllers") or {}, "certificates": state.get("certificates") or {},
+            "model_labels": state.get("model_labels") or {}, "apis_not_served": state.get("apis_not_served") or []}
+
+
+STANDIN = StandIn(name="omelab", what="omelab", title="OME/LWS stand-in", up_title="OME/LWS stand-in",
+                  error=OmeLabError, stop_timeout=STOP_TIMEOUT, status_fields=_status_fields,
+                  after_stop=lambda cluster, say: _stop_children(_files(cluster)["work"], say), private_files=True)
 
 
 def run(cluster: str = "worker", kubeconfig: Path | None = None, machines_dir: Path | None = None,
@@ -2029,7 +2027,7 @@ def run(cluster: str = "worker", kubeconfig: Path | None = None, machines_dir: P
         text = json.dumps(data, sort_keys=True)
         if text != written[0]:
             written[0] = text
-            _write_state(state_file, data)
+            STANDIN.write_state(state_file, data)
 
     lab = OmeLab(api, kubeconfig, workdir, ca, MachineFilesystems(machines_dir), say, binaries, write_state, stop)
     say(f"OME/LWS stand-in for cluster {cluster} ({kubeconfig}); machines: "
@@ -2041,27 +2039,6 @@ def run(cluster: str = "worker", kubeconfig: Path | None = None, machines_dir: P
         write_state()
         api.close()
         say("stopped")
-
-
-def _our_pid(cluster: str) -> int | None:
-    try:
-        pid = int(_files(cluster)["pid"].read_text().strip())
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
-        return None
-    from labctl.procs import alive
-
-    if alive(pid) and b"labctl.omelab" in argv and cluster.encode() in argv and str(state_dir()).encode() in argv:
-        return pid
-    return None
-
-
-def _log_tail(cluster: str) -> str:
-    try:
-        lines = _files(cluster)["log"].read_text().strip().splitlines()
-    except OSError:
-        return ""
-    return lines[-1] if lines else ""
 
 
 def parse_binaries(items: Iterable[str]) -> dict[str, Path]:
@@ -2079,166 +2056,65 @@ def up(cluster: str = "worker", kubeconfig: Path | None = None, machines_dir: Pa
        binaries: Mapping[str, Path] | None = None, timeout: float = START_TIMEOUT, log=None) -> dict:
     """Start the stand-in for ``cluster`` in the background (no-op if it runs) and wait until it has
     listed the cluster once. The controllers start when their Deployments appear. Returns its status row."""
-    from labctl.procs import alive, spawn_detached, stop
-    from labctl.waiting import WaitTimeout, wait_for
-
-    say = log or (lambda m: None)
     kubeconfig = Path(kubeconfig or paths.kubeconfig_path(cluster))
-    if _our_pid(cluster) is None:
-        if not kubeconfig.is_file():
-            raise OmeLabError(f"omelab {cluster}: no kubeconfig at {kubeconfig} (is the cluster up?)")
-        d = paths.private_dir(state_dir())
-        f = _files(cluster)
-        f["state"].unlink(missing_ok=True)
-        os.close(os.open(f["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-        argv = [sys.executable, "-m", "labctl.omelab", "run", "--cluster", cluster, "--kubeconfig", str(kubeconfig),
-                "--state-dir", str(d)]
-        if machines_dir:
-            argv += ["--machines-dir", str(Path(machines_dir).resolve())]
-        for name, path in (binaries or {}).items():
-            argv += ["--binary", f"{name}={path}"]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.LAB_DIR), env.get("PYTHONPATH")]))
-        try:
-            pid = spawn_detached(argv, d, f["log"], env)
-        except OSError as exc:
-            raise OmeLabError(f"omelab {cluster}: {exc}") from None
-        f["pid"].write_text(f"{pid}\n")
-
-        def synced() -> str | None:
-            if not alive(pid):
-                return "exited"
-            state = _read_json(f["state"])
-            return "synced" if state.get("pid") == pid and state.get("synced") else None
-
-        try:
-            outcome = wait_for(synced, timeout, f"the OME/LWS stand-in of {cluster} to list the cluster", interval=0.2)
-        except WaitTimeout as exc:
-            stop(pid, f"omelab {cluster}", STOP_TIMEOUT)
-            f["pid"].unlink(missing_ok=True)
-            raise OmeLabError(f"omelab {cluster} did not start: {exc} ({_log_tail(cluster)})") from None
-        if outcome == "exited":
-            f["pid"].unlink(missing_ok=True)
-            raise OmeLabError(f"omelab {cluster} exited: {_log_tail(cluster)} (log: {f['log']})")
-        say(f"omelab: OME/LWS stand-in for {cluster} up (pid {pid})")
-    return next(row for row in status() if row["cluster"] == cluster)
-
-
-def _clusters_with_pid_files() -> list[str]:
-    d = state_dir()
-    return sorted(p.stem for p in d.glob("*.pid")) if d.is_dir() else []
+    options = []
+    if machines_dir:
+        options += ["--machines-dir", str(Path(machines_dir).resolve())]
+    for name, path in (binaries or {}).items():
+        options += ["--binary", f"{name}={path}"]
+    return STANDIN.up(cluster, kubeconfig, options, timeout, log)
 
 
 def down(cluster: str | None = None, log=None) -> None:
     """Stop the stand-in of ``cluster`` (all by default): it stops its controller processes and gives
     the webhooks their Services back; any controller it left behind is stopped too."""
-    from labctl.procs import stop
-
-    say = log or (lambda m: None)
-    for name in [cluster] if cluster else _clusters_with_pid_files():
-        pid = _our_pid(name)
-        if pid is not None:
-            stop(pid, f"omelab {name}", STOP_TIMEOUT)
-            say(f"omelab: stand-in for {name} (pid {pid}) stopped")
-        _stop_children(_files(name)["work"], say)
-        _files(name)["pid"].unlink(missing_ok=True)
+    STANDIN.down(cluster, log)
 
 
 def status() -> list[dict]:
-    rows = []
-    for name in sorted(set(_clusters_with_pid_files()) | {"worker"}):
-        f = _files(name)
-        pid = _our_pid(name)
-        state = _read_json(f["state"]) if pid else {}
-        rows.append({"cluster": name, "running": pid is not None, "pid": pid, "synced": bool(state.get("synced")),
-                     "controllers": state.get("controllers") or {}, "certificates": state.get("certificates") or {},
-                     "model_labels": state.get("model_labels") or {},
-                     "apis_not_served": state.get("apis_not_served") or [], "log": str(f["log"])})
-    return rows
+    return STANDIN.status()
 
 
 # ------------------------------------------------------------------ CLI
-def _say(message: str) -> None:
-    print(f"lab: {message}", file=sys.stderr, flush=True)
-
-
-def _cmd_up(args: argparse.Namespace) -> int:
-    row = up(args.cluster, args.kubeconfig, args.machines_dir, parse_binaries(args.binary or ()), log=_say)
-    print(json.dumps(row, indent=2))
-    return 0
-
-
-def _cmd_down(args: argparse.Namespace) -> int:
-    down(args.cluster, log=_say)
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    print(json.dumps(status(), indent=2))
-    return 0
-
-
 def _cmd_install_crds(args: argparse.Namespace) -> int:
-    install_cert_manager_crds(args.cluster, args.kubeconfig, log=_say)
+    install_cert_manager_crds(args.cluster, args.kubeconfig, log=cli_log)
     return 0
 
 
-def _guard(func):
-    def guarded(args: argparse.Namespace) -> int:
-        from labctl.waiting import WaitTimeout
-
-        try:
-            return func(args)
-        except (OmeLabError, WaitTimeout) as exc:
-            print(f"lab: error: {exc}", file=sys.stderr)
-            return 1
-    return guarded
-
-
-def register_cli(subparsers) -> None:
-    """Add ``omelab up|down|status|install-crds`` to an argparse subparsers object (``func(args) -> int``)."""
-    top = subparsers.add_parser("omelab", help="the OME/LWS stand-in: kubelet for their controllers, cert-manager, "
-                                "Service routing for webhooks, OME model agent (lab fixture)")
-    sub = top.add_subparsers(dest="omelab_command", required=True)
-    p_up = sub.add_parser("up", help="start the stand-in for a cluster (no-op if running)")
-    p_up.add_argument("--cluster", default="worker")
-    p_up.add_argument("--kubeconfig", type=Path, default=None, help="default: lab/state/kubeconfig/<cluster>.yaml")
+def _up_options(p_up: argparse.ArgumentParser) -> None:
     p_up.add_argument("--machines-dir", type=Path, default=None,
                       help="machine root filesystems as DIR/<node> (default: the fleet's podman containers)")
     p_up.add_argument("--binary", action="append", metavar="NAME=PATH",
                       help="use this ome-manager / lws-controller binary (default: labctl.controllers)")
-    p_up.set_defaults(func=_guard(_cmd_up))
-    p_down = sub.add_parser("down", help="stop the stand-in and its controllers (every cluster unless --cluster)")
-    p_down.add_argument("--cluster", default=None)
-    p_down.set_defaults(func=_guard(_cmd_down))
-    sub.add_parser("status", help="report the stand-ins").set_defaults(func=_guard(_cmd_status))
+
+
+def register_cli(subparsers) -> None:
+    """Add ``omelab up|down|status|install-crds`` to an argparse subparsers object (``func(args) -> int``)."""
+    sub = STANDIN.register_cli(
+        subparsers, "the OME/LWS stand-in: kubelet for their controllers, cert-manager, Service routing for "
+        "webhooks, OME model agent (lab fixture)", _up_options,
+        lambda args, say: up(args.cluster, args.kubeconfig, args.machines_dir, parse_binaries(args.binary or ()),
+                             log=say),
+        down_help="stop the stand-in and its controllers (every cluster unless --cluster)")
     p_crds = sub.add_parser("install-crds", help="serve cert-manager.io/v1 Certificate/Issuer/ClusterIssuer")
     p_crds.add_argument("--cluster", default="worker")
     p_crds.add_argument("--kubeconfig", type=Path, default=None)
-    p_crds.set_defaults(func=_guard(_cmd_install_crds))
+    p_crds.set_defaults(func=STANDIN.guard(_cmd_install_crds))
+
+
+def _run_options(p_run: argparse.ArgumentParser) -> None:
+    p_run.add_argument("--machines-dir", type=Path, default=None)
+    p_run.add_argument("--binary", action="append", default=[])
+
+
+def _run(args: argparse.Namespace, stop_event: threading.Event) -> None:
+    run(args.cluster, args.kubeconfig, args.machines_dir, parse_binaries(args.binary), args.state_dir,
+        write_state_file=True, stop=stop_event)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m labctl.omelab run ...``: the background process."""
-    parser = argparse.ArgumentParser(prog="labctl.omelab")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run")
-    p_run.add_argument("--cluster", default="worker")
-    p_run.add_argument("--kubeconfig", type=Path, default=None)
-    p_run.add_argument("--state-dir", type=Path, default=None)
-    p_run.add_argument("--machines-dir", type=Path, default=None)
-    p_run.add_argument("--binary", action="append", default=[])
-    args = parser.parse_args(argv)
-    stop_event = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
-    signal.signal(signal.SIGINT, lambda *_: stop_event.set())
-    try:
-        run(args.cluster, args.kubeconfig, args.machines_dir, parse_binaries(args.binary), args.state_dir,
-            write_state_file=True, stop=stop_event)
-    except OmeLabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return STANDIN.main(argv, _run_options, _run)
 
 
 if __name__ == "__main__":

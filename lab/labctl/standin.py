@@ -1,0 +1,238 @@
+"""What the lab's stand-in daemons share: their process lifecycle, files and CLI.
+
+A lab stand-in daemon plays, for one lab cluster, a part of a real cluster that cannot run in the
+lab because kwok runs no pod: :mod:`labctl.devicemanager` (the kubelet's device manager and GPU
+Feature Discovery), :mod:`labctl.omelab` (the OME/LWS controllers' kubelet, cert-manager, Service
+routing, OME's model agent). Each is a Kubernetes client, one background process per cluster, and
+each has the same lifecycle, written here once; a :class:`StandIn` names the daemon and holds what
+differs (messages, error class, stop timeout, status fields):
+
+* **files**, under ``lab/state/<name>/`` (made 0700 by :func:`labctl.paths.private_dir`), per
+  cluster: ``<cluster>.pid`` (written by ``up``), ``<cluster>.log`` (the process's output) and
+  ``<cluster>.json``, the state the process writes (atomically replaced): at least ``pid`` and
+  ``synced``, plus what its status rows show;
+* **ours**: a pid from the pid file counts only while it is alive and its argv names
+  ``labctl.<name>``, the cluster and this checkout's state dir (a stale pid file, a recycled pid or
+  another checkout's daemon is not ours);
+* **up**: a no-op while ours runs; otherwise, given the cluster's kubeconfig, start
+  ``python -m labctl.<name> run --cluster C --kubeconfig K --state-dir D ...`` detached
+  (:func:`labctl.procs.spawn_detached`) and wait until the state file shows that pid synced (it has
+  listed the cluster once); a process that exits, or does not sync in time (then it is stopped),
+  loses its pid file and the error quotes the last log line;
+* **down**: SIGTERM, SIGKILL after the daemon's stop timeout, pid file removed;
+* **status**: a row per cluster with a pid file, and always ``worker``: ``cluster``, ``running``,
+  ``pid``, ``synced``, the daemon's own fields, ``log``;
+* **CLI**: ``lab <name> up|down|status`` (errors as one ``lab: error: ...`` line, exit 1) and the
+  background process ``python -m labctl.<name> run`` (SIGTERM/SIGINT stop it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from labctl import paths, procs
+from labctl.waiting import WaitTimeout, wait_for
+
+Say = Callable[[str], None]
+
+
+def cli_log(message: str) -> None:
+    """A progress line of a ``lab`` command (stderr)."""
+    print(f"lab: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """One kind of stand-in daemon: its name and what differs from the others."""
+
+    name: str                                  # lab/state/<name>/, labctl.<name>, `lab <name>`, "<name>: ..." lines
+    what: str                                  # one process in errors and stop waits: "<what> <cluster>"
+    title: str                                 # the start wait: "the <title> of <cluster> to list the cluster"
+    up_title: str                              # the progress line: "<name>: <up_title> for <cluster> up (pid N)"
+    error: type[Exception]                     # the daemon's one-line error
+    stop_timeout: float                        # SIGTERM, then SIGKILL after this long
+    status_fields: Callable[[dict], dict]      # its own status row fields, from its state file ({} if not running)
+    after_stop: Callable[[str, Say], None] | None = None  # down(): more to stop for a cluster (pid or not)
+    private_files: bool = False                # log and state file 0600 from the start (else as the umask has it)
+
+    # ------------------------------------------------------------------ files and processes
+    def state_dir(self) -> Path:
+        return paths.STATE_DIR / self.name
+
+    def files(self, cluster: str, base: Path | None = None) -> dict[str, Path]:
+        """The pid file, log and state file of ``cluster`` in ``base`` (default: :meth:`state_dir`)."""
+        d = Path(base or self.state_dir())
+        return {"pid": d / f"{cluster}.pid", "log": d / f"{cluster}.log", "state": d / f"{cluster}.json"}
+
+    def write_state(self, path: Path, data: dict) -> None:
+        """The background process's state file, atomically replaced."""
+        text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+        if self.private_files:
+            paths.write_private(path, text)
+            return
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    def our_pid(self, cluster: str) -> int | None:
+        """PID of the running stand-in of ``cluster`` started from this checkout's state dir, if any."""
+        try:
+            pid = int(self.files(cluster)["pid"].read_text().strip())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        if procs.alive(pid) and f"labctl.{self.name}".encode() in argv and cluster.encode() in argv \
+                and str(self.state_dir()).encode() in argv:
+            return pid
+        return None
+
+    def log_tail(self, cluster: str) -> str:
+        try:
+            lines = self.files(cluster)["log"].read_text().strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+    def clusters(self) -> list[str]:
+        """The clusters with a pid file."""
+        d = self.state_dir()
+        return sorted(p.stem for p in d.glob("*.pid")) if d.is_dir() else []
+
+    # ------------------------------------------------------------------ up / down / status
+    def up(self, cluster: str, kubeconfig: Path, options: Sequence[str], timeout: float, log: Say | None) -> dict:
+        """Start the stand-in of ``cluster`` in the background (no-op if it runs): ``run`` with
+        ``options`` after the common ones; wait until it has synced. Returns its status row."""
+        say = log or (lambda m: None)
+        if self.our_pid(cluster) is None:
+            if not kubeconfig.is_file():
+                raise self.error(f"{self.what} {cluster}: no kubeconfig at {kubeconfig} (is the cluster up?)")
+            d = paths.private_dir(self.state_dir())
+            f = self.files(cluster)
+            f["state"].unlink(missing_ok=True)
+            if self.private_files:
+                os.close(os.open(f["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            argv = [sys.executable, "-m", f"labctl.{self.name}", "run", "--cluster", cluster,
+                    "--kubeconfig", str(kubeconfig), "--state-dir", str(d), *options]
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.LAB_DIR), env.get("PYTHONPATH")]))
+            try:
+                pid = procs.spawn_detached(argv, d, f["log"], env)
+            except OSError as exc:
+                raise self.error(f"{self.what} {cluster}: {exc}") from None
+            f["pid"].write_text(f"{pid}\n")
+
+            def synced() -> str | None:
+                if not procs.alive(pid):
+                    return "exited"
+                state = procs.read_json(f["state"])
+                return "synced" if state.get("pid") == pid and state.get("synced") else None
+
+            try:
+                outcome = wait_for(synced, timeout, f"the {self.title} of {cluster} to list the cluster", interval=0.2)
+            except WaitTimeout as exc:
+                procs.stop(pid, f"{self.what} {cluster}", self.stop_timeout)
+                f["pid"].unlink(missing_ok=True)
+                raise self.error(f"{self.what} {cluster} did not start: {exc} ({self.log_tail(cluster)})") from None
+            if outcome == "exited":
+                f["pid"].unlink(missing_ok=True)
+                raise self.error(f"{self.what} {cluster} exited: {self.log_tail(cluster)} (log: {f['log']})")
+            say(f"{self.name}: {self.up_title} for {cluster} up (pid {pid})")
+        return next(row for row in self.status() if row["cluster"] == cluster)
+
+    def down(self, cluster: str | None = None, log: Say | None = None) -> None:
+        """Stop the stand-in of ``cluster`` (all of them by default), then :attr:`after_stop`."""
+        say = log or (lambda m: None)
+        for name in [cluster] if cluster else self.clusters():
+            pid = self.our_pid(name)
+            if pid is not None:
+                procs.stop(pid, f"{self.what} {name}", self.stop_timeout)
+                say(f"{self.name}: stand-in for {name} (pid {pid}) stopped")
+            if self.after_stop is not None:
+                self.after_stop(name, say)
+            self.files(name)["pid"].unlink(missing_ok=True)
+
+    def status(self) -> list[dict]:
+        rows = []
+        for name in sorted(set(self.clusters()) | {"worker"}):
+            f = self.files(name)
+            pid = self.our_pid(name)
+            state = procs.read_json(f["state"]) if pid else {}
+            rows.append({"cluster": name, "running": pid is not None, "pid": pid, "synced": bool(state.get("synced")),
+                         **self.status_fields(state), "log": str(f["log"])})
+        return rows
+
+    # ------------------------------------------------------------------ CLI
+    def guard(self, func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        """``func`` with the daemon's error (or a wait that timed out) as one ``lab: error:`` line, exit 1."""
+        def guarded(args: argparse.Namespace) -> int:
+            try:
+                return func(args)
+            except (self.error, WaitTimeout) as exc:
+                print(f"lab: error: {exc}", file=sys.stderr)
+                return 1
+        return guarded
+
+    def register_cli(self, subparsers, help_text: str, up_options: Callable[[argparse.ArgumentParser], None],
+                     start: Callable[[argparse.Namespace, Say], dict], down_help: str):
+        """Add ``<name> up|down|status`` to an argparse subparsers object (``func(args) -> int``) and
+        return the ``<name>`` subparsers (for more commands). ``up_options`` adds the daemon's own
+        ``up`` options after ``--cluster`` and ``--kubeconfig``; ``start(args, say)`` starts it and
+        returns its status row."""
+        def cmd_up(args: argparse.Namespace) -> int:
+            print(json.dumps(start(args, cli_log), indent=2))
+            return 0
+
+        def cmd_down(args: argparse.Namespace) -> int:
+            self.down(args.cluster, log=cli_log)
+            return 0
+
+        def cmd_status(args: argparse.Namespace) -> int:
+            print(json.dumps(self.status(), indent=2))
+            return 0
+
+        top = subparsers.add_parser(self.name, help=help_text)
+        sub = top.add_subparsers(dest=f"{self.name}_command", required=True)
+        p_up = sub.add_parser("up", help="start the stand-in for a cluster (no-op if running)")
+        p_up.add_argument("--cluster", default="worker")
+        p_up.add_argument("--kubeconfig", type=Path, default=None, help="default: lab/state/kubeconfig/<cluster>.yaml")
+        up_options(p_up)
+        p_up.set_defaults(func=self.guard(cmd_up))
+        p_down = sub.add_parser("down", help=down_help)
+        p_down.add_argument("--cluster", default=None)
+        p_down.set_defaults(func=self.guard(cmd_down))
+        sub.add_parser("status", help="report the stand-ins").set_defaults(func=self.guard(cmd_status))
+        return sub
+
+    def main(self, argv: list[str] | None, run_options: Callable[[argparse.ArgumentParser], None],
+             run: Callable[[argparse.Namespace, threading.Event], None]) -> int:
+        """``python -m labctl.<name> run ...``: the background process. ``run_options`` adds the daemon's
+        own options after ``--cluster``, ``--kubeconfig`` and ``--state-dir``; ``run(args, stop)`` runs
+        it until ``stop`` is set (SIGTERM, SIGINT). The daemon's error: exit 1."""
+        parser = argparse.ArgumentParser(prog=f"labctl.{self.name}")
+        sub = parser.add_subparsers(dest="command", required=True)
+        p_run = sub.add_parser("run")
+        p_run.add_argument("--cluster", default="worker")
+        p_run.add_argument("--kubeconfig", type=Path, default=None)
+        p_run.add_argument("--state-dir", type=Path, default=None)
+        run_options(p_run)
+        args = parser.parse_args(argv)
+        stop_event = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
+        signal.signal(signal.SIGINT, lambda *_: stop_event.set())
+        try:
+            run(args, stop_event)
+        except self.error as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+
+
+__all__ = ["StandIn", "cli_log"]
