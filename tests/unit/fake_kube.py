@@ -1,11 +1,14 @@
-"""A tiny Kubernetes API server over plain HTTP, for unit tests of the modules that go through
-kubernetes.core's client factory for real: discovery (/version, /api, /apis), /readyz, Nodes
-(list, merge-patch). Faults (an HTTP status, or a dropped connection) can be queued per path."""
+"""A tiny Kubernetes API server over plain HTTP (or HTTPS with a given certificate), for unit tests of the
+modules that go through kubernetes.core's client factory for real: discovery (/version, /api, /apis),
+/readyz, Nodes (list, merge-patch), Secrets (get, create, merge-patch). Faults (an HTTP status, or a
+dropped connection) can be queued per path."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,9 +17,14 @@ TOKEN = "fake-kube-token"
 
 
 class FakeKube:
-    def __init__(self, nodes=None, version="v1.36.3"):
+    def __init__(self, nodes=None, version="v1.36.3", secrets=None, namespaces=None, tls=None):
+        """``secrets``: {(namespace, name): Secret}; ``namespaces``: those that exist (None: every one);
+        ``tls``: (certificate file, key file) to serve HTTPS."""
         self.nodes = copy.deepcopy(nodes or {})
         self.version = version
+        self.secrets = copy.deepcopy(secrets or {})
+        self.namespaces = namespaces
+        self.resource_version = 1
         self.failed_checks = []
         self.requests: list[tuple[str, str]] = []
         self.faults: list[tuple[str, str, int | None]] = []  # (method, path prefix, status; None: drop)
@@ -35,8 +43,17 @@ class FakeKube:
             def do_PATCH(self):
                 fake.handle(self, "PATCH")
 
+            def do_POST(self):
+                fake.handle(self, "POST")
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self):
@@ -94,7 +111,10 @@ class FakeKube:
             self._send(handler, 401, {"kind": "Status", "status": "Failure", "message": "Unauthorized", "code": 401})
             return
         route = path.split("?")[0]
-        if method == "GET" and route == "/version":
+        secret = _SECRET_ROUTE.match(route)
+        if secret is not None:
+            self._secret(handler, method, secret.group("namespace"), secret.group("name"), body)
+        elif method == "GET" and route == "/version":
             major, minor = self.version.lstrip("v").split(".")[:2]
             self._send(handler, 200, {"major": major, "minor": minor, "gitVersion": self.version})
         elif method == "GET" and route == "/api":
@@ -135,6 +155,56 @@ class FakeKube:
             self._send(handler, 200, answer)
         else:
             self._send(handler, 404, {"kind": "Status", "message": "not found", "code": 404})
+
+    def _secret(self, handler, method, namespace, name, body):
+        """GET and merge-PATCH of /api/v1/namespaces/<ns>/secrets/<name>, POST of /api/v1/namespaces/<ns>/secrets."""
+        with self.lock:
+            if method == "POST":
+                obj = json.loads(body)
+                name = obj["metadata"]["name"]
+                if self.namespaces is not None and namespace not in self.namespaces:
+                    status, answer = 404, {"kind": "Status", "message": f'namespaces "{namespace}" not found',
+                                           "code": 404}
+                elif (namespace, name) in self.secrets:
+                    status, answer = 409, {"kind": "Status", "message": f'secrets "{name}" already exists',
+                                           "code": 409}
+                else:
+                    obj["metadata"]["namespace"] = namespace
+                    self.resource_version += 1
+                    obj["metadata"]["resourceVersion"] = str(self.resource_version)
+                    self.secrets[(namespace, name)] = obj
+                    status, answer = 201, copy.deepcopy(obj)
+            elif name is None or method not in ("GET", "PATCH"):
+                status, answer = 405, {"kind": "Status", "message": "method not allowed", "code": 405}
+            elif (namespace, name) not in self.secrets:
+                status, answer = 404, {"kind": "Status", "message": f'secrets "{name}" not found', "code": 404}
+            elif method == "GET":
+                status, answer = 200, copy.deepcopy(self.secrets[(namespace, name)])
+            else:
+                obj = self.secrets[(namespace, name)]
+                patch = json.loads(body)
+                for section in ("labels", "annotations"):
+                    _merge(obj["metadata"], section, patch.get("metadata", {}).get(section))
+                _merge(obj, "data", patch.get("data"))
+                self.resource_version += 1
+                obj["metadata"]["resourceVersion"] = str(self.resource_version)
+                status, answer = 200, copy.deepcopy(obj)
+        self._send(handler, status, answer)
+
+
+_SECRET_ROUTE = re.compile(r"^/api/v1/namespaces/(?P<namespace>[^/]+)/secrets(?:/(?P<name>[^/]+))?$")
+
+
+def _merge(parent, section, changes):
+    """JSON merge patch of one map (a null value removes the key)."""
+    if not changes:
+        return
+    target = parent.setdefault(section, {})
+    for key, value in changes.items():
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
 
 
 def ready_node(labels=None, ready=True):
