@@ -223,7 +223,8 @@ def server_problems(server, where=None, field="server"):
         return [f"{prefix}{field} {server!r} must not contain spaces"]
     try:
         url = urlsplit(server)
-        _ = url.port  # raises ValueError for a port that is not a number or out of range
+        if url.port == 0:  # url.port raises ValueError for a port that is not a number or out of range
+            return [f"{prefix}{field} {server} has port 0"]
     except ValueError as exc:
         return [f"{prefix}{field} {server} is not a URL: {exc}"]
     if url.scheme != "https" or not url.hostname:
@@ -283,8 +284,8 @@ def binding_problems(binding, index=0):
         if field in binding:
             problems += [f"{where}: {p}" for p in k8s_names.validate_dns1123_label(binding[field], field)]
     if "secret_name" in binding:
-        problems += [f"{where}: {p}" for p in k8s_names.validate_dns1123_subdomain(binding["secret_name"],
-                                                                                     "secret_name")]
+        secret_name = binding["secret_name"]
+        problems += [f"{where}: {p}" for p in k8s_names.validate_dns1123_subdomain(secret_name, "secret_name")]
     namespaces = binding.get("service_namespaces")
     if namespaces is not None:
         if not isinstance(namespaces, list):
