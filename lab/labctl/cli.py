@@ -13,6 +13,7 @@
     lab omelab up|down|status|install-crds  the OME/LWS stand-in: their controllers run out of
                               cluster, cert-manager, webhook routing, the model agent
     lab repos build|publish|info  the apt and chart repositories the lab mirror serves
+    lab kubeocean up|down|status|clock  the Kubeocean manager/syncer stand-in (vnodes in `manager`)
 """
 
 from __future__ import annotations
@@ -21,7 +22,20 @@ import argparse
 import json
 import sys
 
-from labctl import clusters, controllers, devicemanager, fleet, k8sbin, omelab, paths, rancher, repos, storage, summary
+from labctl import (
+    clusters,
+    controllers,
+    devicemanager,
+    fleet,
+    k8sbin,
+    kubeocean_syncer,
+    omelab,
+    paths,
+    rancher,
+    repos,
+    storage,
+    summary,
+)
 from labctl.storage import binary as juicefs_binary
 from labctl.waiting import WaitTimeout
 
@@ -144,6 +158,7 @@ def parser() -> argparse.ArgumentParser:
     storage.register_cli(sub)
     devicemanager.register_cli(sub)
     omelab.register_cli(sub)
+    kubeocean_syncer.register_cli(sub)
     return top
 
 

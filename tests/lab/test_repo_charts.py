@@ -1,6 +1,7 @@
 """The lab's Helm chart repository: the real upstream charts from their Go modules (NVIDIA's device
-plugin, OME's ome-crd and ome-resources, LeaderWorkerSet's lws) and the dcgm-exporter stand-in,
-packaged, indexed, rendered (with the values a role sets, or the charts' defaults), and served.
+plugin, OME's ome-crd and ome-resources, LeaderWorkerSet's lws) and the stand-ins (dcgm-exporter,
+Kubeocean's kubeocean and kubeocean-worker), packaged, indexed, rendered (with the values a role sets,
+or the charts' defaults), and served.
 
 Offline except ``go mod download`` of github.com/NVIDIA/k8s-device-plugin@v0.18.0,
 github.com/sgl-project/ome@v0.1.5 and sigs.k8s.io/lws@v0.7.0 through the Go module proxy (a no-op
@@ -25,8 +26,8 @@ pytestmark = pytest.mark.skipif(not shutil.which("go"), reason="needs the Go too
 
 NAMESPACE = "nvidia-device-plugin"
 # Every chart the repository serves: (name, version), upstream's names and versions unchanged.
-CHARTS = [("dcgm-exporter", "4.8.2"), ("lws", "0.1.0"), ("nvidia-device-plugin", "0.18.0"),
-          ("ome-crd", "0.1.0"), ("ome-resources", "0.1.0")]
+CHARTS = [("dcgm-exporter", "4.8.2"), ("kubeocean", "0.1.1"), ("kubeocean-worker", "0.1.1"), ("lws", "0.1.0"),
+          ("nvidia-device-plugin", "0.18.0"), ("ome-crd", "0.1.0"), ("ome-resources", "0.1.0")]
 OME_CRDS = ["acceleratorclasses", "basemodels", "benchmarkjobs", "clusterbasemodels", "clusterservingruntimes",
             "finetunedweights", "inferenceservices", "servingruntimes"]
 TIME_SLICING = """\
@@ -234,6 +235,106 @@ def test_dcgm_exporter_stand_in(repo, helm, helm_env, tmp_path):
     assert spec["containers"][0]["image"] == "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless"
     svc = next(d for d in plain if d["kind"] == "Service")
     assert svc["spec"]["selector"] == ds["spec"]["selector"]["matchLabels"]
+
+
+def _by_kind(docs: list[dict]) -> dict[str, dict[str, dict]]:
+    out: dict[str, dict[str, dict]] = {}
+    for d in docs:
+        out.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    return out
+
+
+def _release(helm, env, name, chart, *args) -> list[dict]:
+    """``helm template`` with the release name the installation scripts use."""
+    return [d for d in yaml.safe_load_all(helm_run(helm, env, "template", name, chart, *args).stdout) if d]
+
+
+def _schema(crd: dict) -> dict:
+    (version,) = crd["spec"]["versions"]
+    assert (version["name"], version["served"], version["storage"]) == ("v1beta1", True, True)
+    assert version["subresources"] == {"status": {}}
+    return version["schema"]["openAPIV3Schema"]
+
+
+@pytest.mark.parametrize("name", ["kubeocean", "kubeocean-worker"])
+def test_kubeocean_stand_ins_lint_and_are_indexed(repo, helm, helm_env, name):
+    source = charts.STAND_IN_CHARTS[name]
+    assert "1 chart(s) linted, 0 chart(s) failed" in helm_run(helm, helm_env, "lint", source).stdout
+    meta = yaml.safe_load(helm_run(helm, helm_env, "show", "chart", repo["dir"] / f"{name}-0.1.1.tgz").stdout)
+    assert (meta["name"], meta["version"], meta["appVersion"]) == (name, "0.1.1", "0.1.1")
+
+
+def test_kubeocean_manager_chart_renders_crd_deployment_rbac_templates(repo, helm, helm_env):
+    # install-manager.sh: `helm upgrade --install kubeocean charts/kubeocean` (no -n: objects in kubeocean-system)
+    docs = _release(helm, helm_env, "kubeocean", repo["dir"] / "kubeocean-0.1.1.tgz")
+    kinds = _by_kind(docs)
+    assert set(kinds["Namespace"]) == {"kubeocean-system"}
+    crd = kinds["CustomResourceDefinition"]["clusterbindings.cloud.tencent.com"]
+    assert (crd["spec"]["group"], crd["spec"]["scope"], crd["spec"]["names"]["shortNames"]) == (
+        "cloud.tencent.com", "Cluster", ["cb"])
+    schema = _schema(crd)
+    spec = schema["properties"]["spec"]
+    assert spec["required"] == ["clusterID", "secretRef"]
+    cluster_id = spec["properties"]["clusterID"]
+    assert (cluster_id["maxLength"], cluster_id["pattern"]) == (24, "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    assert cluster_id["x-kubernetes-validations"] == [{"rule": "self == oldSelf", "message": "clusterID is immutable"}]
+    assert {"nodeSelector", "mountNamespace", "serviceNamespaces", "disableNodeDefaultTaint", "podPriorityClassName",
+            "runningDaemonsetByDefault", "directScheduling", "secretRef"} <= set(spec["properties"])
+    operators = spec["properties"]["nodeSelector"]["properties"]["nodeSelectorTerms"]["items"]["properties"][
+        "matchExpressions"]["items"]["properties"]["operator"]["enum"]
+    assert operators == ["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    assert schema["properties"]["status"]["properties"]["phase"]["enum"] == ["Pending", "Ready", "Failed"]
+    deployment = kinds["Deployment"]["kubeocean-manager"]
+    assert deployment["metadata"]["namespace"] == "kubeocean-system" and deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "ccr.ccs.tencentyun.com/tkeimages/kubeocean-manager:v0.1.1"
+    assert "--leader-elect=true" in pod["containers"][0]["args"]
+    assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [
+        {"matchExpressions": [{"key": "node.kubernetes.io/instance-type", "operator": "NotIn", "values": ["vnode"]}]}]
+    assert {"name": "tz-config", "hostPath": {"path": "/etc/localtime"}} in pod["volumes"]
+    assert set(kinds["ServiceAccount"]) == set(kinds["ClusterRole"]) == set(kinds["ClusterRoleBinding"]) == {
+        "kubeocean-manager", "kubeocean-syncer", "kubeocean-proxier"}
+    templates = kinds["ConfigMap"]
+    assert set(templates) == {"kubeocean-syncer-template", "kubeocean-proxier-template"}
+    assert "name: \"{{.DeploymentName}}\"" in templates["kubeocean-syncer-template"]["data"]["deployment.yaml"]
+    assert "service.yaml" in templates["kubeocean-proxier-template"]["data"]
+    off = _release(helm, helm_env, "kubeocean", repo["dir"] / "kubeocean-0.1.1.tgz", "--set", "crd.enabled=false")
+    assert "CustomResourceDefinition" not in _by_kind(off)
+
+
+def test_kubeocean_worker_chart_renders_crd_sa_token_rbac(repo, helm, helm_env):
+    docs = _release(helm, helm_env, "kubeocean-worker", repo["dir"] / "kubeocean-worker-0.1.1.tgz")
+    kinds = _by_kind(docs)
+    assert set(kinds["Namespace"]) == {"kubeocean-worker"}
+    assert "Deployment" not in kinds and "DaemonSet" not in kinds          # RBAC and CRD only
+    assert kinds["ServiceAccount"]["kubeocean-syncer"]["metadata"]["namespace"] == "kubeocean-worker"
+    secret = kinds["Secret"]["kubeocean-syncer"]
+    assert secret["type"] == "kubernetes.io/service-account-token"
+    assert secret["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "kubeocean-syncer"}
+    rules = kinds["ClusterRole"]["kubeocean-syncer"]["rules"]
+    assert any("resourceleasingpolicies" in r["resources"] and "create" in r["verbs"] for r in rules)
+    assert any(r["resources"] == ["nodes"] and {"list", "watch", "patch"} <= set(r["verbs"]) for r in rules)
+    assert any("priorityclasses" in r["resources"] for r in rules)
+    assert kinds["Role"]["kubeocean-syncer"]["metadata"]["namespace"] == "kubeocean-worker"
+    assert kinds["RoleBinding"]["kubeocean-syncer"]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kubeocean-syncer", "namespace": "kubeocean-worker"}]
+    crd = kinds["CustomResourceDefinition"]["resourceleasingpolicies.cloud.tencent.com"]
+    assert (crd["spec"]["scope"], crd["spec"]["names"]["shortNames"]) == ("Cluster", ["rlp"])
+    assert [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]] == [
+        "Cluster", "Phase", "Active", "Age"]
+    spec = _schema(crd)["properties"]["spec"]
+    assert spec["required"] == ["cluster"]
+    window = spec["properties"]["timeWindows"]["items"]
+    assert window["required"] == ["start", "end"]
+    assert window["properties"]["start"]["pattern"] == "^([01][0-9]|2[0-3]):[0-5][0-9]$"
+    assert "(?i:monday|" in window["properties"]["days"]["items"]["pattern"]
+    limit = spec["properties"]["resourceLimits"]["items"]
+    assert limit["required"] == ["resource"]
+    assert limit["properties"]["quantity"]["x-kubernetes-int-or-string"] is True
+    assert (limit["properties"]["percent"]["minimum"], limit["properties"]["percent"]["maximum"]) == (0, 100)
+    assert {"forceReclaim", "gracefulReclaimPeriodSeconds", "nodeSelector"} <= set(spec["properties"])
+    assert _schema(crd)["properties"]["status"]["properties"]["phase"]["enum"] == [
+        "Pending", "Active", "Inactive", "Failed"]
 
 
 def _free_port() -> int:

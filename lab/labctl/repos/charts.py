@@ -1,6 +1,6 @@
 """The Helm chart repository the lab serves (lab fixture).
 
-Upstream charts and one stand-in in one repository, the way a site's offline chart mirror
+Upstream charts and the lab's chart stand-ins in one repository, the way a site's offline chart mirror
 (ChartMuseum, Harbor, a Nexus or Artifactory Helm repository) merges the upstream ones::
 
     <mirror>/charts/index.yaml
@@ -9,6 +9,8 @@ Upstream charts and one stand-in in one repository, the way a site's offline cha
     <mirror>/charts/ome-resources-0.1.0.tgz           OME's real controller chart, unchanged
     <mirror>/charts/lws-0.1.0.tgz                     LeaderWorkerSet's real chart, unchanged
     <mirror>/charts/dcgm-exporter-4.8.2.tgz           the lab's stand-in of NVIDIA's dcgm-exporter chart
+    <mirror>/charts/kubeocean-0.1.1.tgz               the lab's stand-in of Kubeocean's manager chart
+    <mirror>/charts/kubeocean-worker-0.1.1.tgz        the lab's stand-in of Kubeocean's worker chart
 
 - the upstream charts (``UPSTREAM_CHARTS``) come from their projects' Go modules, fetched with
   ``go mod download`` through the Go module proxy into the shared module cache (the one the lab's
@@ -28,11 +30,21 @@ Upstream charts and one stand-in in one repository, the way a site's offline cha
 - ``dcgm-exporter``: ``chartsrc/dcgm-exporter``, a minimal valid chart with the real chart's name,
   version and value names (DaemonSet with nodeSelector/affinity/tolerations/runtimeClassName, a
   Service, a ServiceMonitor when ``serviceMonitor.enabled`` and the cluster serves
-  ``monitoring.coreos.com/v1``).
+  ``monitoring.coreos.com/v1``);
+- ``kubeocean`` and ``kubeocean-worker`` (``chartsrc/kubeocean``, ``chartsrc/kubeocean-worker``): Kubeocean
+  (github.com/gocrane/kubeocean) is not served as a Go module, so the lab builds stand-ins of its two
+  charts with the real names, version 0.1.1, value names and objects: the manager chart (namespace
+  ``kubeocean-system``, the ClusterBinding CRD, Deployment ``kubeocean-manager``, ServiceAccounts and
+  ClusterRoles of manager, syncer and proxier, the ConfigMaps ``kubeocean-syncer-template`` and
+  ``kubeocean-proxier-template``) and the worker chart (namespace ``kubeocean-worker``, ServiceAccount
+  ``kubeocean-syncer`` with its ``kubernetes.io/service-account-token`` Secret, its ClusterRole and Role,
+  the ResourceLeasingPolicy CRD). The CRDs are written from the documented fields with their validation.
+  Under kwok the pods run nothing; :mod:`labctl.kubeocean_syncer` does the manager's and the syncer's work
+  while ``kubeocean-manager`` exists.
 
 ``helm repo index --url <served URL>`` writes ``index.yaml`` with each archive's sha256 digest.
 Builds go to ``~/.cache/ai-cluster-lab/repos/charts/<key>/``, keyed by the definition (the
-modules, versions and chart paths, this file, the stand-in chart's files, the served URL, the Helm
+modules, versions and chart paths, this file, the stand-in charts' files, the served URL, the Helm
 version).
 """
 
@@ -95,6 +107,11 @@ UPSTREAM_CHARTS = (
     UpstreamChart("lws", "0.1.0", LWS_MODULE, LWS_VERSION, "charts/lws"),
 )
 DCGM_SOURCE = Path(__file__).with_name("chartsrc") / "dcgm-exporter"
+KUBEOCEAN_SOURCE = Path(__file__).with_name("chartsrc") / "kubeocean"
+KUBEOCEAN_WORKER_SOURCE = Path(__file__).with_name("chartsrc") / "kubeocean-worker"
+# The lab's own chart stand-ins: chart name -> source directory.
+STAND_IN_CHARTS = {"dcgm-exporter": DCGM_SOURCE, "kubeocean": KUBEOCEAN_SOURCE,
+                   "kubeocean-worker": KUBEOCEAN_WORKER_SOURCE}
 MIRROR_PATH = "charts"
 MANIFEST = "lab-repo.json"
 
@@ -127,6 +144,8 @@ def definition(base_url: str) -> dict:
         "builder": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
         "upstream": [f"{c.module}@{c.module_version}/{c.path} {c.name}-{c.version}" for c in UPSTREAM_CHARTS],
         "dcgm_exporter": _source_files(DCGM_SOURCE),
+        "kubeocean": _source_files(KUBEOCEAN_SOURCE),
+        "kubeocean_worker": _source_files(KUBEOCEAN_WORKER_SOURCE),
         "base_url": base_url,
         "helm": k8sbin.HELM_VERSION,
     }
@@ -185,7 +204,8 @@ def ensure_built(log=print, base_url: str = DEFAULT_BASE_URL) -> Path:
     helm = helm_binary()
     sources = upstream_charts(log)
     log("lab repos: packaging the Helm chart repository ("
-        + ", ".join(f"{c.name} {c.version}" for c in UPSTREAM_CHARTS) + ", dcgm-exporter stand-in) ...")
+        + ", ".join(f"{c.name} {c.version}" for c in UPSTREAM_CHARTS)
+        + ", stand-ins " + ", ".join(STAND_IN_CHARTS) + ") ...")
     started = time.monotonic()
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -199,7 +219,8 @@ def ensure_built(log=print, base_url: str = DEFAULT_BASE_URL) -> Path:
             for p in [staged, *staged.rglob("*")]:
                 p.chmod(0o755 if p.is_dir() else 0o644)
             run([helm, "package", staged, "--destination", tmp], f"helm package {name}", env=env)
-        run([helm, "package", DCGM_SOURCE, "--destination", tmp], "helm package dcgm-exporter", env=env)
+        for name, source in STAND_IN_CHARTS.items():
+            run([helm, "package", source, "--destination", tmp], f"helm package {name}", env=env)
         run([helm, "repo", "index", tmp, "--url", repo_url(base_url)], "helm repo index", env=env)
     index = yaml.safe_load((tmp / "index.yaml").read_text())
     manifest = {"base_url": base_url, "url": repo_url(base_url),
@@ -221,7 +242,8 @@ def charts_repo_info(base_url: str = DEFAULT_BASE_URL) -> dict:
     info: dict = {"url": repo_url(base_url), "index_url": f"{repo_url(base_url)}/index.yaml",
                   "built": (directory / MANIFEST).is_file(), "charts": {}}
     wanted = {c.name: c.version for c in UPSTREAM_CHARTS}
-    wanted["dcgm-exporter"] = yaml.safe_load((DCGM_SOURCE / "Chart.yaml").read_text())["version"]
+    for name, source in STAND_IN_CHARTS.items():
+        wanted[name] = str(yaml.safe_load((source / "Chart.yaml").read_text())["version"])
     index = yaml.safe_load((directory / "index.yaml").read_text()) if info["built"] else {"entries": {}}
     for name, version in wanted.items():
         entry = next((e for e in index["entries"].get(name, []) if e["version"] == version), {})
