@@ -126,7 +126,7 @@ def test_the_standard_configuration_is_fine():
     ({"clusterID": "cls-x"}, "binding gpu-west: unknown field clusterID (known: name, cluster_id, server, "
                              "node_selector, mount_namespace, secret_name, service_namespaces, "
                              "disable_node_default_taint, pod_priority_class_name, running_daemonset_by_default, "
-                             "direct_scheduling, policies)"),
+                             "direct_scheduling, policies, worker_cluster)"),
     ({"policies": {"name": "nights"}}, "binding gpu-west: policies must be a list of leasing policies, got "
                                        "{'name': 'nights'}"),
 ], ids=["no-name", "bad-name", "no-cluster-id", "cluster-id-capitals", "cluster-id-over-24", "cluster-id-trailing-dash",
@@ -393,7 +393,8 @@ def test_objects_of_a_valid_configuration():
     assert west["secret"] == {"namespace": "kubeocean-system", "name": "gpu-west-kubeconfig"}
     assert west["manager_objects"] == [{
         "apiVersion": API, "kind": "ClusterBinding",
-        "metadata": {"name": "gpu-west", "labels": {"app.kubernetes.io/managed-by": "aicluster-kubeocean"}},
+        "metadata": {"name": "gpu-west", "labels": {"app.kubernetes.io/managed-by": "aicluster-kubeocean"},
+                     "annotations": {"aicluster.io/kubeocean-worker-cluster": "worker"}},
         "spec": {"clusterID": "cls-gpu-west", "secretRef": {"name": "gpu-west-kubeconfig",
                                                             "namespace": "kubeocean-system"},
                  "nodeSelector": ROLE, "mountNamespace": "kubeocean-worker"},
@@ -548,3 +549,20 @@ def test_module_fails_listing_every_problem(capsys):
     for text in ("start '25:00'", "'Someday' is not a day name", "start and end are both 09:00", "percent 101 is over "
                  "100", "cluster 'gpu-east' is not bound", "manager Node mgr-1 runs in time zone America/New_York"):
         assert text in result["msg"], text
+
+
+def test_worker_cluster_defaults_to_worker_and_is_returned():
+    result = kubeocean.plan([WEST, merged(EAST, {"worker_cluster": "edge"})], [ALWAYS], ZONE,
+                            clusters=["worker", "manager", "edge"])
+    assert [b["worker_cluster"] for b in result["bindings"]] == ["worker", "edge"]
+
+
+def test_worker_cluster_must_be_a_cluster_of_the_inventory():
+    found = kubeocean.problems([merged(WEST, {"worker_cluster": "wrker"}), EAST], [ALWAYS], ZONE,
+                               clusters=["worker", "manager"])
+    assert found == ["binding gpu-west: worker_cluster wrker is not a cluster of the inventory "
+                     "(aicluster_clusters: worker, manager)"]
+
+
+def test_worker_cluster_not_checked_without_the_cluster_list():
+    assert kubeocean.problems([merged(WEST, {"worker_cluster": "anything"}), EAST], [ALWAYS], ZONE) == []

@@ -207,3 +207,8 @@ def test_managed_roundtrip():
     assert nl.parse_managed("b, a,,c") == {"a", "b", "c"}
     assert nl.parse_managed(None) == set()
     assert nl.format_managed({"b", "a"}) == "a,b"
+
+
+def test_kubeocean_worker_label_in_any_scheme():
+    assert nl.desired_labels({}, schemes=[], kubeocean_worker=True) == {"kubeocean.io/role": "worker"}
+    assert "kubeocean.io/role" not in nl.desired_labels({}, schemes=["cube-studio"])

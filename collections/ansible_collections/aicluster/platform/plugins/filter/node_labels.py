@@ -38,6 +38,7 @@ HOST_VARIABLES = {
     "mindcluster_master": ("mindcluster_master", "bool", False),
     "accelerator_type": ("accelerator_type", "label_value_or_none", None),
     "server_usage": ("server_usage", "label_value_or_none", None),
+    "kubeocean_worker": ("kubeocean_worker", "bool", False),
     "extra": ("extra", "labels", {}),
     "remove": ("remove", "label_keys", []),
 }

@@ -57,6 +57,9 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "aicluster-kubeocean"
 BINDING_LABEL = "aicluster.io/kubeocean-binding"
 TIME_ZONE_ANNOTATION = "aicluster.io/kubeocean-time-zone"
+# On each ClusterBinding: the inventory's name of its worker cluster, so that an unbind after the binding left the
+# inventory still finds the cluster holding its policies.
+WORKER_CLUSTER_ANNOTATION = "aicluster.io/kubeocean-worker-cluster"
 
 SYSTEM_NAMESPACE = "kubeocean-system"  # charts/kubeocean: the manager's namespace, where the kubeconfig Secrets go
 WORKER_NAMESPACE = "kubeocean-worker"  # charts/kubeocean-worker: the mount namespace and the syncer's account
@@ -78,8 +81,9 @@ IN_CLUSTER_HOSTS = ("kubernetes", "kubernetes.default", "kubernetes.default.svc"
 BINDING_FIELDS = (
     "name", "cluster_id", "server", "node_selector", "mount_namespace", "secret_name", "service_namespaces",
     "disable_node_default_taint", "pod_priority_class_name", "running_daemonset_by_default", "direct_scheduling",
-    "policies",
+    "policies", "worker_cluster",
 )
+DEFAULT_WORKER_CLUSTER = "worker"  # the inventory's name of the cluster that lends its Nodes (aicluster_clusters)
 BINDING_FLAGS = {  # inventory -> ClusterBinding spec, booleans generated only when given
     "disable_node_default_taint": "disableNodeDefaultTaint",
     "running_daemonset_by_default": "runningDaemonsetByDefault",
@@ -261,11 +265,13 @@ def binding_defaults(binding):
     binding = dict(_without_nulls(binding))
     binding.setdefault("mount_namespace", WORKER_NAMESPACE)
     binding.setdefault("secret_name", f"{binding['name']}{SECRET_SUFFIX}")
+    binding.setdefault("worker_cluster", DEFAULT_WORKER_CLUSTER)
     return binding
 
 
-def binding_problems(binding, index=0):
-    """Problems of one binding (its nested policies are checked by :func:`problems`)."""
+def binding_problems(binding, index=0, clusters=None):
+    """Problems of one binding (its nested policies are checked by :func:`problems`); ``clusters``: the
+    inventory's cluster names a ``worker_cluster`` may take (None: not checked)."""
     if not isinstance(binding, dict):
         return [f"bindings[{index}] must be a dict, got {_show(binding)}"]
     binding = _without_nulls(binding)
@@ -283,6 +289,13 @@ def binding_problems(binding, index=0):
     for field in ("mount_namespace",):
         if field in binding:
             problems += [f"{where}: {p}" for p in k8s_names.validate_dns1123_label(binding[field], field)]
+    worker_cluster = binding.get("worker_cluster", DEFAULT_WORKER_CLUSTER)
+    if not isinstance(worker_cluster, str) or not worker_cluster:
+        problems.append(f"{where}: worker_cluster must be the name of a cluster of the inventory, got "
+                        f"{_show(worker_cluster)}")
+    elif clusters is not None and worker_cluster not in clusters:
+        problems.append(f"{where}: worker_cluster {worker_cluster} is not a cluster of the inventory "
+                        f"(aicluster_clusters: {', '.join(clusters) or 'none'})")
     if "secret_name" in binding:
         secret_name = binding["secret_name"]
         problems += [f"{where}: {p}" for p in k8s_names.validate_dns1123_subdomain(secret_name, "secret_name")]
@@ -322,7 +335,9 @@ def binding_object(binding, system_namespace=SYSTEM_NAMESPACE):
     if "pod_priority_class_name" in binding:
         spec["podPriorityClassName"] = binding["pod_priority_class_name"]
     return {"apiVersion": API_VERSION, "kind": CLUSTER_BINDING,
-            "metadata": {"name": binding["name"], "labels": {MANAGED_BY_LABEL: MANAGED_BY}}, "spec": spec}
+            "metadata": {"name": binding["name"], "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+                         "annotations": {WORKER_CLUSTER_ANNOTATION: binding["worker_cluster"]}},
+            "spec": spec}
 
 
 # ----------------------------------------------------------------------------------- leasing policies
@@ -592,7 +607,8 @@ def collect_policies(bindings, policies):
     return found
 
 
-def problems(bindings, policies=None, time_zone=None, observed_time_zones=None, system_namespace=SYSTEM_NAMESPACE):
+def problems(bindings, policies=None, time_zone=None, observed_time_zones=None, system_namespace=SYSTEM_NAMESPACE,
+             clusters=None):
     """Every problem of the whole input, one sentence each, in input order (empty: fine)."""
     policies = [] if policies is None else policies
     found = [f"{field} must be a list, got {_show(value)}"
@@ -601,7 +617,7 @@ def problems(bindings, policies=None, time_zone=None, observed_time_zones=None, 
         return found
     found += [f"system_namespace: {p}" for p in k8s_names.validate_dns1123_label(system_namespace, "namespace")]
     for index, binding in enumerate(bindings):
-        found += binding_problems(binding, index)
+        found += binding_problems(binding, index, clusters)
     for field, what in (("name", "name"), ("cluster_id", "cluster_id"), ("server", "server")):
         values = [b.get(field) for b in bindings if isinstance(b, dict) and isinstance(b.get(field), str)]
         for value in dict.fromkeys(v for v in values if values.count(v) > 1):
@@ -656,16 +672,17 @@ def problems(bindings, policies=None, time_zone=None, observed_time_zones=None, 
     return found
 
 
-def plan(bindings, policies=None, time_zone=None, observed_time_zones=None, system_namespace=SYSTEM_NAMESPACE):
+def plan(bindings, policies=None, time_zone=None, observed_time_zones=None, system_namespace=SYSTEM_NAMESPACE,
+         clusters=None):
     """The objects of the bindings and their policies, or :class:`KubeoceanError` with every problem.
 
-    Returns ``bindings``: per binding, in inventory order, ``{name, cluster_id, server, secret {namespace, name},
-    worker_objects, manager_objects}`` - what to do in order: apply ``worker_objects`` (its
+    Returns ``bindings``: per binding, in inventory order, ``{name, cluster_id, server, worker_cluster,
+    secret {namespace, name}, worker_objects, manager_objects}`` - what to do in order: apply ``worker_objects`` (its
     ResourceLeasingPolicies) to its worker cluster, write the kubeconfig Secret into the manager cluster, apply
     ``manager_objects`` (its ClusterBinding) to the manager; ``objects``: all of them in that order (every
     binding's policies, then the ClusterBindings); ``time_zone``."""
     policies = [] if policies is None else policies
-    found = problems(bindings, policies, time_zone, observed_time_zones, system_namespace)
+    found = problems(bindings, policies, time_zone, observed_time_zones, system_namespace, clusters)
     if found:
         raise KubeoceanError(found)
     zone = time_zone or None
@@ -679,6 +696,7 @@ def plan(bindings, policies=None, time_zone=None, observed_time_zones=None, syst
             "name": binding["name"],
             "cluster_id": binding["cluster_id"],
             "server": binding["server"],
+            "worker_cluster": binding["worker_cluster"],
             "secret": {"namespace": system_namespace, "name": binding["secret_name"]},
             "worker_objects": own,
             "manager_objects": [binding_object(binding, system_namespace)],

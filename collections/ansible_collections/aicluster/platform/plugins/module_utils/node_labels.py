@@ -34,6 +34,9 @@ MINDCLUSTER_WORKER_LABELS = {
     "workerselector": "dls-worker-node",
 }
 MINDCLUSTER_MASTER_LABELS = {"masterselector": "dls-master-node"}
+# Kubeocean: the Nodes a binding lends are selected by this label (its install scripts and cookbook).
+KUBEOCEAN_ROLE_LABEL = "kubeocean.io/role"
+KUBEOCEAN_WORKER = "worker"
 MINDCLUSTER_HOST_ARCH = {"aarch64": "huawei-arm", "x86_64": "huawei-x86"}
 
 # model -> accelerator label (device plugin acceleratorLabelMap, reference 4.2)
@@ -104,6 +107,7 @@ def desired_labels(
     accelerator_type=None,
     server_usage=None,
     product_name=None,
+    kubeocean_worker=False,
     extra=None,
     remove=(),
 ):
@@ -122,6 +126,8 @@ def desired_labels(
     * mindcluster: ``mindcluster_worker`` (None = Ascend NPU present per facts),
       ``mindcluster_master`` (management node), ``accelerator_type`` (None = derived by
       ``ascend_accelerator_type(facts, product_name)``), ``server_usage`` (e.g. ``infer``).
+    * ``kubeocean_worker``: ``kubeocean.io/role=worker``, the label Kubeocean's bindings select the Nodes to lend
+      by (any scheme).
     * ``extra``: labels merged last (they win); ``remove``: keys dropped from the result, so that a
       previously managed label is deleted by the plan.
 
@@ -187,6 +193,9 @@ def desired_labels(
 
     if "nvidia" in schemes and vendor == "nvidia":
         labels["nvidia.com/gpu.present"] = TRUE
+
+    if kubeocean_worker:
+        labels[KUBEOCEAN_ROLE_LABEL] = KUBEOCEAN_WORKER
 
     for key, value in (extra or {}).items():
         labels[str(key)] = value

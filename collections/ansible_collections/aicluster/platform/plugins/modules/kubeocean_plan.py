@@ -31,7 +31,9 @@ description:
     clock (C(UTC) and C(Etc/UTC)) are accepted."
   - Every object carries the label C(app.kubernetes.io/managed-by=aicluster-kubeocean); each policy also
     C(aicluster.io/kubeocean-binding=<binding name>), and, when it has time windows, the annotation
-    C(aicluster.io/kubeocean-time-zone=<time_zone>) that records the zone its windows were written for.
+    C(aicluster.io/kubeocean-time-zone=<time_zone>) that records the zone its windows were written for; each
+    ClusterBinding the annotation C(aicluster.io/kubeocean-worker-cluster=<worker_cluster>), so that an unbind
+    finds its worker cluster after the binding left the inventory.
   - C(timeWindows), C(resourceLimits) and C(forceReclaim) are always generated, also empty or false, so that
     applying a policy again clears what was removed from inventory (apply server-side, as in the example).
   - Runs on the control host and talks to no cluster; changes nothing (always C(changed=false)).
@@ -48,7 +50,9 @@ options:
         Nodes that become vnodes, as labels - C({kubeocean.io/role: worker}), a value or a list of values per
         key, every key required - or as a Kubernetes NodeSelector with C(nodeSelectorTerms));
         C(mount_namespace) (default V(kubeocean-worker), where the worker runs the lent pods); C(secret_name)
-        (default C(<name>-kubeconfig): the kubeconfig Secret in O(system_namespace))."
+        (default C(<name>-kubeconfig): the kubeconfig Secret in O(system_namespace)); C(worker_cluster) (default
+        V(worker): the inventory's name of the worker cluster, one of O(clusters) when that is given - the
+        cluster the role applies the binding's policies to and reads the syncer's token from)."
       - "Optional, generated only when given (Kubeocean's defaults otherwise): C(service_namespaces) (list of
         namespaces), C(disable_node_default_taint) (V(true) drops the C(kubeocean.io/vnode:NoSchedule) taint),
         C(pod_priority_class_name) (default in Kubeocean C(kubeocean-default), value -10000),
@@ -93,6 +97,12 @@ options:
       - Each must be the clock of O(time_zone); an abbreviation such as C(CST) cannot be compared and is refused.
     type: dict
     default: {}
+  clusters:
+    description:
+      - The inventory's cluster names (the keys of C(aicluster_clusters)); a binding's C(worker_cluster) must be one.
+        Not checked when not given.
+    type: list
+    elements: str
   system_namespace:
     description: The manager's namespace (chart C(kubeocean)), where the ClusterBindings' kubeconfig Secrets live.
     type: str
@@ -160,6 +170,7 @@ bindings:
     - name: gpu-west
       cluster_id: cls-gpu-west
       server: https://10.20.0.10:6443
+      worker_cluster: worker
       secret: {namespace: kubeocean-system, name: gpu-west-kubeconfig}
       worker_objects: [{apiVersion: cloud.tencent.com/v1beta1, kind: ResourceLeasingPolicy}]
       manager_objects: [{apiVersion: cloud.tencent.com/v1beta1, kind: ClusterBinding}]
@@ -195,13 +206,14 @@ def main():
             "time_zone": {"type": "str"},
             "observed_time_zones": {"type": "dict", "default": {}},
             "system_namespace": {"type": "str", "default": kubeocean.SYSTEM_NAMESPACE},
+            "clusters": {"type": "list", "elements": "str"},
         },
         supports_check_mode=True,
     )
     params = module.params
     try:
         result = kubeocean.plan(params["bindings"], params["policies"], params["time_zone"],
-                                params["observed_time_zones"], params["system_namespace"])
+                                params["observed_time_zones"], params["system_namespace"], params["clusters"])
     except kubeocean.KubeoceanError as exc:
         count = len(exc.problems)
         module.fail_json(msg=f"{count} problem{'s' if count > 1 else ''} in the Kubeocean settings: "
