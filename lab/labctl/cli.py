@@ -14,6 +14,8 @@
                               cluster, cert-manager, webhook routing, the model agent
     lab repos build|publish|info  the apt and chart repositories the lab mirror serves
     lab kubeocean up|down|status|clock  the Kubeocean manager/syncer stand-in (vnodes in `manager`)
+    lab apiendpoint up|down|status  the worker cluster's intranet API endpoint (https://10.77.0.1:36543),
+                              a TLS pipe to its apiserver for token kubeconfigs
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import sys
 
 from labctl import (
+    apiendpoint,
     clusters,
     controllers,
     devicemanager,
@@ -41,7 +44,8 @@ from labctl.waiting import WaitTimeout
 
 LAB_ERRORS = (clusters.ClusterError, k8sbin.BuildError, fleet.FleetError, rancher.RancherLabError,
               storage.StorageLabError, storage.JuiceFSBuildError, WaitTimeout, repos.RepoBuildError,
-              devicemanager.DeviceManagerError, omelab.OmeLabError)
+              devicemanager.DeviceManagerError, omelab.OmeLabError, kubeocean_syncer.KubeoceanError,
+              apiendpoint.ApiEndpointError)
 
 
 def _log(message: str) -> None:
@@ -65,6 +69,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     # (out of cluster, once the roles install their Deployments) with its cert-manager and model-agent stand-ins.
     omelab.install_cert_manager_crds("worker", log=_log)
     omelab.up("worker", log=_log)
+    # Kubeocean: its manager/syncer stand-in for the computing cluster (windows in the host's local time,
+    # as the real pods mount /etc/localtime), and the worker's intranet API endpoint on the lab gateway,
+    # the address a ClusterBinding's kubeconfig names (the syncer retries until it answers).
+    kubeocean_syncer.up("manager", log=_log)
+    apiendpoint.up("worker", log=_log)
     rancher.up(paths.kubeconfig_path("worker"), log=_log)
     return 0
 
@@ -73,6 +82,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     # A lab that is down is gone: the next `lab up` starts from bare machines, empty
     # clusters, an unformatted volume and a Rancher that knows no nodes.
     rancher.down(log=_log, purge=True)
+    apiendpoint.down(log=_log)  # in reverse of their start, before the clusters they serve go away
+    kubeocean_syncer.down(log=_log)
     devicemanager.down(log=_log)  # before the clusters it watches go away
     omelab.down(log=_log)  # stops the controllers, gives the webhooks their Services back
     fleet.down()  # machines unmount /data/k8s before its metadata engine goes away
@@ -84,7 +95,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     report = {"clusters": clusters.status(), "machines": fleet.status(), "rancher": rancher.status(),
               "storage": storage.status(), "devicemanager": devicemanager.status(),
-              "omelab": omelab.status()}
+              "omelab": omelab.status(), "kubeocean": kubeocean_syncer.status(),
+              "apiendpoint": apiendpoint.status()}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -98,6 +110,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("devicemanager  " + "  ".join(f"{k}={v}" for k, v in row.items() if k not in ("advertised", "log")))
     for row in report["omelab"]:
         print("omelab  " + "  ".join(f"{k}={v}" for k, v in row.items() if not isinstance(v, (dict, list))))
+    for row in report["kubeocean"]:
+        print("kubeocean  " + "  ".join(f"{k}={v}" for k, v in row.items()
+                                        if k != "log" and not isinstance(v, (dict, list))))
+    for row in report["apiendpoint"]:
+        print("apiendpoint  " + "  ".join(f"{k}={v}" for k, v in row.items() if k != "log"))
     return 0
 
 
@@ -159,6 +176,7 @@ def parser() -> argparse.ArgumentParser:
     devicemanager.register_cli(sub)
     omelab.register_cli(sub)
     kubeocean_syncer.register_cli(sub)
+    apiendpoint.register_cli(sub)
     return top
 
 

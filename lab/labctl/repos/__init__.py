@@ -2,8 +2,10 @@
 
     apt      the NVIDIA Container Toolkit apt repository (flat, signed; stand-in packages under the
              real names) at http://10.77.0.1:8380/nvidia/libnvidia-container/   (labctl.repos.apt)
-    charts   a Helm chart repository with NVIDIA's real nvidia-device-plugin chart (from its Go
-             module) and a dcgm-exporter stand-in at http://10.77.0.1:8380/charts/ (labctl.repos.charts)
+    charts   a Helm chart repository at http://10.77.0.1:8380/charts/ (labctl.repos.charts): the real
+             nvidia-device-plugin, ome-crd, ome-resources and lws charts (from their Go modules), and
+             the lab's chart stand-ins dcgm-exporter, kubeocean and kubeocean-worker (Kubeocean's
+             manager and worker charts; sources in repos/chartsrc/)
     ascend   the Ascend Docker Runtime release package (a stand-in under the real name, two releases) at
              http://10.77.0.1:8380/ascend/mind-cluster/releases/download/v<version>/
              Ascend-docker-runtime_<version>_linux-<arch>.run (labctl.repos.ascend)
