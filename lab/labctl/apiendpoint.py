@@ -114,6 +114,9 @@ def _cert_current(cert_path: Path, key_path: Path, ca_cert, ips: Iterable[str]) 
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         cert.verify_directly_issued_by(ca_cert)  # a new CA with the same name ("kwok-ca") fails here
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        # OpenSSL looks the issuer up by this identifier: one that does not name the CA fails verification.
+        if cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value != _authority_key_id(ca_cert):
+            return False
     except (OSError, ValueError, TypeError, x509.ExtensionNotFound, InvalidSignature):
         return False
     pem = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -123,6 +126,18 @@ def _cert_current(cert_path: Path, key_path: Path, ca_cert, ips: Iterable[str]) 
         return False
     have = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
     return {str(ipaddress.ip_address(ip)) for ip in ips} <= have
+
+
+def _authority_key_id(ca_cert):
+    """The issuer's own Subject Key Identifier when it has one (OpenSSL finds the issuer by it; kwokctl's CA
+    does not derive it from the key the way ``from_issuer_public_key`` does), else one from its key."""
+    from cryptography import x509
+
+    try:
+        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key())
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
 def ensure_server_cert(ca_cert_path: Path, ca_key_path: Path, directory: Path, cluster: str,
@@ -161,7 +176,7 @@ def ensure_server_cert(ca_cert_path: Path, ca_key_path: Path, directory: Path, c
                                      data_encipherment=False, key_agreement=False, key_cert_sign=False,
                                      crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .add_extension(_authority_key_id(ca_cert), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     paths.write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -52,7 +52,8 @@ def make_ca(directory: Path, name: str = "kwok-ca") -> tuple[Path, Path]:
             .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, key_cert_sign=True,
                                          content_commitment=False, data_encipherment=False, key_agreement=False,
                                          crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            # kwokctl's CA: a Subject Key Identifier not derived from its key (the server certificate must name it)
+            .add_extension(x509.SubjectKeyIdentifier(os.urandom(20)), critical=False)
             .sign(key, hashes.SHA256()))
     return (_pem_write(directory / "ca.crt", cert.public_bytes(serialization.Encoding.PEM)),
             _pem_write(directory / "ca.key", key.private_bytes(serialization.Encoding.PEM,
