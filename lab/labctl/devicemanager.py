@@ -51,7 +51,6 @@ stand-ins (pid file and log under ``lab/state/devicemanager/``)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import posixpath
@@ -66,7 +65,7 @@ from typing import Any
 import yaml
 
 from labctl import paths
-from labctl.standin import StandIn
+from labctl.standin import StandIn, error_line, list_then_watch
 
 OWNER_ANNOTATION = "lab.aicluster.io/device-manager"
 CONFIG_LABEL = "nvidia.com/device-plugin.config"
@@ -789,48 +788,24 @@ class DeviceManager:
 
     def watch_forever(self, kind: str) -> None:
         """List, then watch from that resourceVersion; on expiry or any error list again (backoff)."""
-        from kubernetes.watch.watch import iter_resp_lines
-
         list_fn = self._list_fn(kind)
-        backoff = 0.5
-        while not self.stop.is_set():
-            try:
-                resp = list_fn(_preload_content=False, _request_timeout=REQUEST_TIMEOUT)
-                body = json.loads(resp.data)
-                version = body["metadata"]["resourceVersion"]
-                self.replace(kind, body.get("items") or [])
-                backoff = 0.5
-                while not self.stop.is_set():
-                    resp = list_fn(watch=True, resource_version=version, allow_watch_bookmarks=True,
-                                   timeout_seconds=WATCH_SECONDS, _preload_content=False,
-                                   _request_timeout=(REQUEST_TIMEOUT, WATCH_SECONDS + 30))
-                    try:
-                        for line in iter_resp_lines(resp):
-                            if self.stop.is_set():
-                                break
-                            if not line:
-                                continue
-                            event = json.loads(line)
-                            obj = event.get("object") or {}
-                            if event.get("type") == "ERROR":
-                                raise _WatchExpired(f"{obj.get('code')} {obj.get('reason')}: {obj.get('message')}")
-                            version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                            if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                                self.event(kind, event["type"], obj)
-                    finally:
-                        resp.close()
-                        with contextlib.suppress(Exception):
-                            resp.release_conn()
-            except _WatchExpired as exc:
-                self.log(f"watch {kind}: {exc}; listing again")
-            except Exception as exc:
-                if self.stop.is_set():
-                    return
-                self.synced[kind] = False
-                self.log(f"watch {kind}: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-                         f"; retrying in {backoff:g}s")
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+
+        def relist() -> str:
+            body = json.loads(list_fn(_preload_content=False, _request_timeout=REQUEST_TIMEOUT).data)
+            version = body["metadata"]["resourceVersion"]
+            self.replace(kind, body.get("items") or [])
+            return version
+
+        def watch(version: str):
+            return list_fn(watch=True, resource_version=version, allow_watch_bookmarks=True,
+                           timeout_seconds=WATCH_SECONDS, _preload_content=False,
+                           _request_timeout=(REQUEST_TIMEOUT, WATCH_SECONDS + 30))
+
+        def failed(exc: Exception, backoff: float) -> None:
+            self.synced[kind] = False
+            self.log(f"watch {kind}: {error_line(exc)}; retrying in {backoff:g}s")
+
+        list_then_watch(kind, self.stop, self.log, relist, watch, lambda typ, obj: self.event(kind, typ, obj), failed)
 
     def run(self) -> None:
         """Start the three watches and reconcile until ``stop`` is set."""
@@ -851,10 +826,6 @@ class DeviceManager:
             if self.is_synced() != reported_synced:
                 reported_synced = self.is_synced()
                 self.on_change()
-
-
-class _WatchExpired(Exception):
-    pass
 
 
 # ------------------------------------------------------------------ process: state files, run, up/down/status

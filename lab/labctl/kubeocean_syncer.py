@@ -132,7 +132,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl import paths, procs
-from labctl.standin import StandIn, cli_log
+from labctl.standin import NotServed, StandIn, cli_log, error_line, list_then_watch
 
 # ------------------------------------------------------------------ names (api/v1beta1/constants.go)
 GROUP = "cloud.tencent.com"
@@ -891,14 +891,6 @@ def validate_binding(binding: Mapping, bindings: Iterable[Mapping]) -> tuple[str
 
 
 # ------------------------------------------------------------------ API plumbing
-class _NotServed(Exception):
-    pass
-
-
-class _WatchExpired(Exception):
-    pass
-
-
 def api_request(api, method: str, path: str, query: Mapping[str, Any] | None = None, body: Any = None,
                 content_type: str | None = None, timeout: Any = REQUEST_TIMEOUT, stream: bool = False):
     """One call through a kubernetes ``ApiClient``: the parsed JSON body, or the raw urllib3 response
@@ -983,7 +975,7 @@ class Cache:
             body = api_request(self.api, "GET", self.path, self._query())
         except Exception as exc:
             if status_of(exc) == 404:
-                raise _NotServed() from None
+                raise NotServed(self.path) from None
             raise
         with self.lock:
             self.items = {(_meta(o).get("namespace") or "", _meta(o).get("name") or ""): self.transform(o)
@@ -994,69 +986,39 @@ class Cache:
         self.on_change()
         return body["metadata"]["resourceVersion"]
 
-    def run(self) -> None:
-        from kubernetes.watch.watch import iter_resp_lines
+    def _watch(self, version: str):
+        return api_request(self.api, "GET", self.path,
+                           self._query(watch="true", resourceVersion=version, allowWatchBookmarks="true",
+                                       timeoutSeconds=WATCH_SECONDS),
+                           timeout=(REQUEST_TIMEOUT, WATCH_SECONDS + 30), stream=True)
 
-        backoff = 0.5
-        reported_missing = False
-        while not self.stop.is_set():
-            try:
-                version = self._list()
-                backoff, reported_missing = 0.5, False
-                while not self.stop.is_set():
-                    resp = api_request(self.api, "GET", self.path,
-                                       self._query(watch="true", resourceVersion=version, allowWatchBookmarks="true",
-                                                   timeoutSeconds=WATCH_SECONDS),
-                                       timeout=(REQUEST_TIMEOUT, WATCH_SECONDS + 30), stream=True)
-                    try:
-                        for line in iter_resp_lines(resp):
-                            if self.stop.is_set():
-                                break
-                            if not line:
-                                continue
-                            event = json.loads(line)
-                            obj, typ = event.get("object") or {}, event.get("type")
-                            if typ == "ERROR":
-                                raise _WatchExpired(f"{obj.get('code')} {obj.get('reason')}: {obj.get('message')}")
-                            version = _meta(obj).get("resourceVersion") or version
-                            key = (_meta(obj).get("namespace") or "", _meta(obj).get("name") or "")
-                            if typ in ("ADDED", "MODIFIED"):
-                                with self.lock:
-                                    self.items[key] = self.transform(obj)
-                            elif typ == "DELETED":
-                                with self.lock:
-                                    self.items.pop(key, None)
-                            else:
-                                continue
-                            self.on_change()
-                    finally:
-                        resp.close()
-                        with contextlib.suppress(Exception):
-                            resp.release_conn()
-            except _NotServed:
-                with self.lock:
-                    had = bool(self.items)
-                    self.items = {}
-                self.synced, self.served, self.error = True, False, None
-                if had or not reported_missing:
-                    self.on_change()
-                if not reported_missing:
-                    self.log(f"watch {self.name}: {self.path} not served (yet); checking every {MISSING_API_RETRY:g}s")
-                    reported_missing = True
-                self.stop.wait(MISSING_API_RETRY)
-            except _WatchExpired as exc:
-                self.log(f"watch {self.name}: {exc}; listing again")
-            except Exception as exc:
-                if self.stop.is_set():
-                    return
-                first = self.error is None
-                self.error = exc
-                if not self.synced or first:
-                    self.on_change()
-                text = str(exc).splitlines()[0][:200] if str(exc) else ""
-                self._log_once(f"watch {self.name}: {exc.__class__.__name__}: {text}; retrying (back-off up to 10s)")
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+    def _event(self, typ: str, obj: dict) -> None:
+        key = (_meta(obj).get("namespace") or "", _meta(obj).get("name") or "")
+        with self.lock:
+            if typ == "DELETED":
+                self.items.pop(key, None)
+            else:
+                self.items[key] = self.transform(obj)
+        self.on_change()
+
+    def _not_served(self, first: bool) -> None:
+        with self.lock:
+            had = bool(self.items)
+            self.items = {}
+        self.synced, self.served, self.error = True, False, None
+        if had or first:
+            self.on_change()
+
+    def _failed(self, exc: Exception, backoff: float) -> None:
+        first = self.error is None
+        self.error = exc
+        if not self.synced or first:
+            self.on_change()
+        self._log_once(f"watch {self.name}: {error_line(exc)}; retrying (back-off up to 10s)")
+
+    def run(self) -> None:
+        list_then_watch(self.name, self.stop, self.log, self._list, self._watch, self._event, self._failed,
+                        self._not_served, MISSING_API_RETRY)
 
 
 def _slim_pod(obj: dict) -> dict:

@@ -108,7 +108,7 @@ from typing import Any
 import yaml
 
 from labctl import paths
-from labctl.standin import StandIn, cli_log
+from labctl.standin import NotServed, StandIn, cli_log, error_line, list_then_watch
 
 FIXTURES = Path(__file__).resolve().parent / "omelab_fixtures"
 CERT_MANAGER_CRDS = FIXTURES / "cert-manager-crds.yaml"
@@ -1246,14 +1246,6 @@ class MachineFilesystems:
 
 
 # ------------------------------------------------------------------ API access: raw requests, list+watch caches
-class _NotServed(Exception):
-    pass
-
-
-class _WatchExpired(Exception):
-    pass
-
-
 def api_request(api, method: str, path: str, query: Mapping[str, Any] | None = None, body: Any = None,
                 content_type: str | None = None, timeout: Any = REQUEST_TIMEOUT, stream: bool = False):
     """One call through a kubernetes ``ApiClient``: the parsed JSON body, or the raw urllib3 response
@@ -1310,7 +1302,7 @@ class Cache:
             body = api_request(self.api, "GET", self.path, {"labelSelector": self.selector})
         except Exception as exc:
             if _status_of(exc) == 404:
-                raise _NotServed() from None
+                raise NotServed(self.path) from None
             raise
         with self.lock:
             self.items = {_key(o): self.transform(o) for o in body.get("items") or []}
@@ -1318,65 +1310,34 @@ class Cache:
         self.on_change(self)
         return body["metadata"]["resourceVersion"]
 
-    def run(self) -> None:
-        from kubernetes.watch.watch import iter_resp_lines
+    def _watch(self, version: str):
+        return api_request(self.api, "GET", self.path,
+                           {"labelSelector": self.selector, "watch": "true", "resourceVersion": version,
+                            "allowWatchBookmarks": "true", "timeoutSeconds": WATCH_SECONDS},
+                           timeout=(REQUEST_TIMEOUT, WATCH_SECONDS + 30), stream=True)
 
-        backoff = 0.5
-        reported_missing = False
-        while not self.stop.is_set():
-            try:
-                version = self._list()
-                backoff, reported_missing = 0.5, False
-                while not self.stop.is_set():
-                    resp = api_request(self.api, "GET", self.path,
-                                       {"labelSelector": self.selector, "watch": "true", "resourceVersion": version,
-                                        "allowWatchBookmarks": "true", "timeoutSeconds": WATCH_SECONDS},
-                                       timeout=(REQUEST_TIMEOUT, WATCH_SECONDS + 30), stream=True)
-                    try:
-                        for line in iter_resp_lines(resp):
-                            if self.stop.is_set():
-                                break
-                            if not line:
-                                continue
-                            event = json.loads(line)
-                            obj = event.get("object") or {}
-                            typ = event.get("type")
-                            if typ == "ERROR":
-                                raise _WatchExpired(f"{obj.get('code')} {obj.get('reason')}: {obj.get('message')}")
-                            version = _meta(obj).get("resourceVersion") or version
-                            if typ in ("ADDED", "MODIFIED"):
-                                with self.lock:
-                                    self.items[_key(obj)] = self.transform(obj)
-                            elif typ == "DELETED":
-                                with self.lock:
-                                    self.items.pop(_key(obj), None)
-                            else:
-                                continue
-                            self.on_change(self)
-                    finally:
-                        resp.close()
-                        with contextlib.suppress(Exception):
-                            resp.release_conn()
-            except _NotServed:
-                with self.lock:
-                    had = bool(self.items)
-                    self.items = {}
-                self.synced, self.served = True, False
-                if had or not reported_missing:
-                    self.on_change(self)
-                if not reported_missing:
-                    self.log(f"watch {self.name}: {self.path} not served (yet); checking every {MISSING_API_RETRY:g}s")
-                    reported_missing = True
-                self.stop.wait(MISSING_API_RETRY)
-            except _WatchExpired as exc:
-                self.log(f"watch {self.name}: {exc}; listing again")
-            except Exception as exc:
-                if self.stop.is_set():
-                    return
-                text = str(exc).splitlines()[0][:200] if str(exc) else ""
-                self.log(f"watch {self.name}: {exc.__class__.__name__}: {text}; retrying in {backoff:g}s")
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+    def _event(self, typ: str, obj: dict) -> None:
+        with self.lock:
+            if typ == "DELETED":
+                self.items.pop(_key(obj), None)
+            else:
+                self.items[_key(obj)] = self.transform(obj)
+        self.on_change(self)
+
+    def _not_served(self, first: bool) -> None:
+        with self.lock:
+            had = bool(self.items)
+            self.items = {}
+        self.synced, self.served = True, False
+        if had or first:
+            self.on_change(self)
+
+    def _failed(self, exc: Exception, backoff: float) -> None:
+        self.log(f"watch {self.name}: {error_line(exc)}; retrying in {backoff:g}s")
+
+    def run(self) -> None:
+        list_then_watch(self.name, self.stop, self.log, self._list, self._watch, self._event, self._failed,
+                        self._not_served, MISSING_API_RETRY)
 
 
 def _slim_crd(obj: dict) -> dict:

@@ -23,12 +23,16 @@ differs (messages, error class, stop timeout, status fields):
 * **status**: a row per cluster with a pid file, and always ``worker``: ``cluster``, ``running``,
   ``pid``, ``synced``, the daemon's own fields, ``log``;
 * **CLI**: ``lab <name> up|down|status`` (errors as one ``lab: error: ...`` line, exit 1) and the
-  background process ``python -m labctl.<name> run`` (SIGTERM/SIGINT stop it).
+  background process ``python -m labctl.<name> run`` (SIGTERM/SIGINT stop it);
+* **list, then watch** (:func:`list_then_watch`): how a daemon keeps up with one resource: list it,
+  watch from the list's resourceVersion, list again when the watch expires (410 Gone) or fails (back-off
+  0.5 s doubling up to 10 s), wait while the resource is not served (404), stop when told.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -37,6 +41,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from labctl import paths, procs
 from labctl.waiting import WaitTimeout, wait_for
@@ -235,4 +240,84 @@ class StandIn:
         return 0
 
 
-__all__ = ["StandIn", "cli_log"]
+# ------------------------------------------------------------------ list, then watch
+class NotServed(Exception):
+    """Raised by the list of :func:`list_then_watch`: the API server does not serve the resource (404, e.g.
+    its CRD is not installed); the argument is the path, for the log line."""
+
+
+class _WatchExpired(Exception):
+    pass
+
+
+def error_line(exc: BaseException) -> str:
+    """``Class: first line of the message`` (at most 200 characters of it), for a log line."""
+    return f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+
+
+def list_then_watch(name: str, stop: threading.Event, log: Say, relist: Callable[[], str],
+                    watch: Callable[[str], Any], on_event: Callable[[str, dict], None],
+                    on_error: Callable[[Exception, float], None],
+                    on_not_served: Callable[[bool], None] | None = None, not_served_retry: float = 5.0) -> None:
+    """Keep up with one resource until ``stop`` is set (a watch thread's body).
+
+    ``relist()`` lists the resource, keeps what it listed and returns the list's resourceVersion; it raises
+    :class:`NotServed` when the resource is not served. ``watch(version)`` opens a watch from there (a
+    streamed urllib3 response, closed and released after); each ADDED, MODIFIED or DELETED event goes to
+    ``on_event(type, object)`` and every event's resourceVersion (bookmarks too) is where the next watch
+    starts, so a watch that ends (server-side timeout) is re-opened without a list.
+
+    * an ERROR event (e.g. 410 Gone: the version is too old): logged ``watch <name>: <code> <reason>: <message>;
+      listing again``, listed again at once;
+    * :class:`NotServed`: ``on_not_served(first)`` if given (``first``: not reported since the last list
+      that worked), logged once ``watch <name>: <path> not served (yet); checking every <s>s``, listed again
+      after ``not_served_retry`` seconds;
+    * any other error, unless ``stop`` is set (then it returns): ``on_error(exc, backoff)`` (the daemon's
+      bookkeeping and log line, e.g. with :func:`error_line`), listed again after the back-off: 0.5 s,
+      doubled up to 10 s, 0.5 s again once a list works.
+    """
+    from kubernetes.watch.watch import iter_resp_lines
+
+    backoff = 0.5
+    reported_missing = False
+    while not stop.is_set():
+        try:
+            version = relist()
+            backoff, reported_missing = 0.5, False
+            while not stop.is_set():
+                resp = watch(version)
+                try:
+                    for line in iter_resp_lines(resp):
+                        if stop.is_set():
+                            break
+                        if not line:
+                            continue
+                        event = json.loads(line)
+                        obj, typ = event.get("object") or {}, event.get("type")
+                        if typ == "ERROR":
+                            raise _WatchExpired(f"{obj.get('code')} {obj.get('reason')}: {obj.get('message')}")
+                        version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                        if typ in ("ADDED", "MODIFIED", "DELETED"):
+                            on_event(typ, obj)
+                finally:
+                    resp.close()
+                    with contextlib.suppress(Exception):
+                        resp.release_conn()
+        except NotServed as exc:
+            if on_not_served is not None:
+                on_not_served(not reported_missing)
+            if not reported_missing:
+                log(f"watch {name}: {exc} not served (yet); checking every {not_served_retry:g}s")
+                reported_missing = True
+            stop.wait(not_served_retry)
+        except _WatchExpired as exc:
+            log(f"watch {name}: {exc}; listing again")
+        except Exception as exc:
+            if stop.is_set():
+                return
+            on_error(exc, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+__all__ = ["NotServed", "StandIn", "cli_log", "error_line", "list_then_watch"]

@@ -7,7 +7,8 @@ kubernetes.core provides the module class (``AnsibleK8SModule``: it reports a mi
 api_key, validate_certs, ca_cert, proxy, ... and their ``K8S_AUTH_*`` environment variables) and the
 client factory (``get_api_client``: kubeconfig, in-cluster configuration, impersonation). What is
 ours: retries of transient faults around the set-up and every call (module_utils ``retry``), GETs
-of non-resource paths (``/readyz``, ``/version``) and short error texts.
+of non-resource paths (``/readyz``, ``/version``), short error texts and the poll loop of the modules
+that wait (``poll_until``).
 
 Modules that use it run on the control host (``delegate_to: localhost`` / ``run_once``).
 """
@@ -15,6 +16,7 @@ Modules that use it run on the control host (``delegate_to: localhost`` / ``run_
 from __future__ import annotations
 
 import json
+import time
 
 from ansible_collections.aicluster.platform.plugins.module_utils import retry
 from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
@@ -177,3 +179,23 @@ def get_ok(api_client, path, timeout, answer=None):
     if 200 <= status <= 299 or (answer is not None and answer(status, body)):
         return status, body
     raise StatusError(status, body)
+
+
+def poll_until(poll, done, wait, timeout, sleep, clock=None):
+    """Call ``poll(left)`` until ``done(result)`` is true (or once, without ``wait``), ``sleep`` seconds apart.
+
+    ``left`` is what is left of ``timeout`` (at least 1 second), for a ``poll`` that retries transient faults
+    (``call``) within it. The wait times out when one more sleep would pass the deadline. ``clock`` (default:
+    the ``time`` module) has ``monotonic()`` and ``sleep()``. Returns ``(last result, polls, timed_out)``.
+    """
+    clock = clock or time
+    deadline = clock.monotonic() + timeout
+    polls = 0
+    while True:
+        result = poll(max(1.0, deadline - clock.monotonic()))
+        polls += 1
+        if not wait or done(result):
+            return result, polls, False
+        if clock.monotonic() + sleep > deadline:
+            return result, polls, True
+        clock.sleep(sleep)

@@ -117,18 +117,8 @@ def poll_until_ready(list_nodes, names, wait, timeout, sleep, clock=None):
     ``list_nodes`` retries transient faults within the ``left`` seconds it is given. Returns
     ``(state, polls, timed_out)``.
     """
-    clock = clock or time
-    deadline = clock.monotonic() + timeout
-    polls = 0
-    while True:
-        left = max(1.0, deadline - clock.monotonic())
-        state = readiness(list_nodes(left), names)
-        polls += 1
-        if not wait or not not_ready(state):
-            return state, polls, False
-        if clock.monotonic() + sleep > deadline:
-            return state, polls, True
-        clock.sleep(sleep)
+    return k8s_client.poll_until(lambda left: readiness(list_nodes(left), names), lambda state: not not_ready(state),
+                                 wait, timeout, sleep, clock or time)
 
 
 def main():

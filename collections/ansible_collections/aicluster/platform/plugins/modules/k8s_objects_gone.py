@@ -149,23 +149,18 @@ def poll_until_gone(read, refs, wait, timeout, sleep, clock=None):
     """Poll ``read(ref)`` (None when gone, else ``{terminating, finalizers}``; for a selector ref ``{object ref:
     state}`` of what matches) for the refs still present until none is (or once, without ``wait``). Returns
     ``(remaining {ref: state}, polls, timed_out)``."""
-    clock = clock or time
-    deadline = clock.monotonic() + timeout
     remaining = dict.fromkeys(refs)
-    polls = 0
-    while True:
-        polls += 1
+
+    def poll(left):  # each read retries within request_timeout, not within what is left
         for ref in list(remaining):
             state = read(ref)
             if not state:  # None: gone; {}: no object matches the selector
                 del remaining[ref]
             else:
                 remaining[ref] = state
-        if not remaining or not wait:
-            return remaining, polls, False
-        if clock.monotonic() + sleep > deadline:
-            return remaining, polls, True
-        clock.sleep(sleep)
+        return remaining
+
+    return k8s_client.poll_until(poll, lambda rest: not rest, wait, timeout, sleep, clock or time)
 
 
 def main():
