@@ -44,9 +44,14 @@ def playbook(path: str, extra: dict | None = None, *args: str, timeout: int = 18
 
 
 def failures(out: dict) -> list[str]:
-    return [result.get("msg") or json.dumps(result)[:500]
-            for p in out["plays"] for task in p["tasks"] for result in task["hosts"].values()
-            if result.get("failed")]
+    """The message of every failed task, and of each failed item of a failed loop."""
+    found = []
+    for result in (r for p in out["plays"] for task in p["tasks"] for r in task["hosts"].values()):
+        if result.get("failed"):
+            found.append(result.get("msg") or json.dumps(result)[:500])
+            found += [item.get("msg") or json.dumps(item)[:500] for item in result.get("results") or []
+                      if isinstance(item, dict) and item.get("failed")]
+    return found
 
 
 def changed_tasks(out: dict) -> list[str]:
