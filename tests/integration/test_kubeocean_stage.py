@@ -38,14 +38,14 @@ LENT = {"gpu-a100-1", "gpu-a100-2"}
 VNODES = {f"vnode-lab-inference-{node}" for node in LENT}
 IN_WINDOW = "2026-12-07T23:00"   # a Monday night: inside 18:00-08:00 on weekdays
 OUT_OF_WINDOW = "2026-12-07T12:00"
-UNBIND = {"kubeocean_binding_state": "absent"}
+UNBIND = {"kubeocean_lending_state": "absent"}
 REMOVE = {"kubeocean_state": "absent"}
 POD_NAMESPACE = "default"
 
 
 def lab_bindings() -> list[dict]:
     data = yaml.safe_load((REPO / "inventory/lab/group_vars/all/kubeocean.yml").read_text())
-    return data["kubeocean_bindings"]
+    return data["kubeocean_lending_bindings"]
 
 
 def client(cluster: str):
@@ -222,7 +222,7 @@ def test_out_of_the_window_the_vnodes_are_tainted_no_execute_and_lent_pods_recla
 def test_check_diff_shows_the_policy_change_and_applies_nothing(stage):
     edited = copy.deepcopy(lab_bindings())
     edited[0]["policies"][0]["time_windows"][0]["start"] = "19:30"
-    out = stage_run({"kubeocean_bindings": edited}, "--check", "--diff")
+    out = stage_run({"kubeocean_lending_bindings": edited}, "--check", "--diff")
     assert out["_rc"] == 0, failures(out)
     changed = changed_tasks(out)
     assert any(t.endswith("Apply each binding's leasing policies to its worker cluster") for t in changed), changed
@@ -243,20 +243,20 @@ def _with_binding(**change) -> list[dict]:
 
 
 BAD = [
-    ({"kubeocean_bindings": _with_binding(cluster_id="Lab-Inference")}, "cluster_id"),
-    ({"kubeocean_bindings": _with_binding(cluster_id="lab-inference-cluster-west-1")},
+    ({"kubeocean_lending_bindings": _with_binding(cluster_id="Lab-Inference")}, "cluster_id"),
+    ({"kubeocean_lending_bindings": _with_binding(cluster_id="lab-inference-cluster-west-1")},
      "has 28 characters, Kubeocean allows at most 24"),
-    ({"kubeocean_bindings": _with_policy(time_windows=[{"start": "25:00", "end": "08:00"}])}, "25:00"),
-    ({"kubeocean_bindings": _with_policy(time_windows=[{"start": "18:00", "end": "18:00"}])}, "start"),
-    ({"kubeocean_bindings": _with_policy(time_windows=[{"start": "18:00", "end": "08:00", "days": ["Funday"]}])},
+    ({"kubeocean_lending_bindings": _with_policy(time_windows=[{"start": "25:00", "end": "08:00"}])}, "25:00"),
+    ({"kubeocean_lending_bindings": _with_policy(time_windows=[{"start": "18:00", "end": "18:00"}])}, "start"),
+    ({"kubeocean_lending_bindings": _with_policy(time_windows=[{"start": "18:00", "end": "08:00", "days": ["Funday"]}])},
      "'Funday' is not a day name"),
-    ({"kubeocean_bindings": _with_policy(resource_limits=[{"resource": GPU, "percent": 150}])}, "percent 150 is over 100"),
-    ({"kubeocean_policies": [{"name": "stray", "cluster": "training"}]}, "cluster 'training' is not bound"),
-    ({"kubeocean_policies": [{"name": "stray", "cluster": "lab-inference"}]},
+    ({"kubeocean_lending_bindings": _with_policy(resource_limits=[{"resource": GPU, "percent": 150}])}, "percent 150 is over 100"),
+    ({"kubeocean_lending_policies": [{"name": "stray", "cluster": "training"}]}, "cluster 'training' is not bound"),
+    ({"kubeocean_lending_policies": [{"name": "stray", "cluster": "lab-inference"}]},
      "is the cluster_id of binding inference"),
-    ({"kubeocean_bindings": _with_binding(server="https://127.0.0.1:36443")}, "is a loopback address"),
-    ({"kubeocean_bindings": _with_binding(server="https://10.77.0.1:1")}, "the manager cannot reach"),
-    ({"kubeocean_time_zone": "Asia/Shanghai"}, "Asia/Shanghai"),
+    ({"kubeocean_lending_bindings": _with_binding(server="https://127.0.0.1:36443")}, "is a loopback address"),
+    ({"kubeocean_lending_bindings": _with_binding(server="https://10.77.0.1:1")}, "the manager cannot reach"),
+    ({"kubeocean_lending_time_zone": "Asia/Shanghai"}, "Asia/Shanghai"),
     ({"kubeocean_image_tag": "latest"}, "kubeocean_image_tag must pin a release"),
     ({"kubeocean_manager_cluster": "nosuch"}, 'kubeocean_manager_cluster "nosuch" is not a key of aicluster_clusters'),
     ({"kubeocean_chart_version": "9.9.9"}, "chart kubeocean version 9.9.9 is not in the repository"),
