@@ -74,3 +74,22 @@ def test_node_ready_and_labelled_for_its_accelerator(host, nodes):
     else:
         assert labels["cpu"] == "true"
         assert "gpu-type" not in labels
+
+
+@pytest.fixture(scope="module")
+def vnodes(control):
+    """The manager cluster's virtual Nodes (Kubeocean stage), by the physical Node they stand for."""
+    kubeconfig = os.path.join(ROOT, "lab", "state", "kubeconfig", "manager.yaml")
+    result = control.ansible("kubernetes.core.k8s_info",
+                             f"kind=Node kubeconfig={kubeconfig} label_selectors=kubeocean.io/cluster-binding",
+                             check=False)
+    return {n["metadata"]["labels"]["kubeocean.io/physical-node-name"]: n for n in result["resources"]}
+
+
+def test_only_lent_machines_are_virtual_nodes_of_the_manager_with_half_their_gpus(host, nodes, vnodes):
+    name = node_name(host)
+    lent = nodes[name]["metadata"]["labels"].get("kubeocean.io/role") == "worker"
+    assert (name in vnodes) == lent, sorted(vnodes)
+    if lent:
+        physical = int(nodes[name]["status"]["allocatable"]["nvidia.com/gpu"])
+        assert int(vnodes[name]["status"]["allocatable"]["nvidia.com/gpu"]) == physical // 2
