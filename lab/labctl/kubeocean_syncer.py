@@ -132,7 +132,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl import paths, procs
-from labctl.standin import NotServed, StandIn, cli_log, error_line, list_then_watch
+from labctl.standin import StandIn, WatchCache, api_request, cli_log, error_line, foreground_log, status_of
 
 # ------------------------------------------------------------------ names (api/v1beta1/constants.go)
 GROUP = "cloud.tencent.com"
@@ -188,8 +188,6 @@ DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sun
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
-WATCH_SECONDS = 60
-REQUEST_TIMEOUT = 15
 RESYNC_SECONDS = 30.0          # every binding is re-evaluated this often even without events
 LOOP_SECONDS = 0.5             # clock file and minute checks
 RETRY_SECONDS = 2.0            # a binding whose reconcile failed or waits (pods on a deleting vnode)
@@ -891,33 +889,6 @@ def validate_binding(binding: Mapping, bindings: Iterable[Mapping]) -> tuple[str
 
 
 # ------------------------------------------------------------------ API plumbing
-def api_request(api, method: str, path: str, query: Mapping[str, Any] | None = None, body: Any = None,
-                content_type: str | None = None, timeout: Any = REQUEST_TIMEOUT, stream: bool = False):
-    """One call through a kubernetes ``ApiClient``: the parsed JSON body, or the raw urllib3 response
-    when ``stream`` (a watch). ``ApiException`` (with ``.status``) for HTTP errors."""
-    from kubernetes.client.exceptions import ApiException
-
-    headers = {"Accept": "application/json"}
-    if content_type:
-        headers["Content-Type"] = content_type
-    request = api.param_serialize(method, path, query_params=[(k, v) for k, v in (query or {}).items()
-                                                              if v is not None],
-                                  header_params=headers, body=body, auth_settings=["BearerToken"])
-    resp = api.call_api(*request, _request_timeout=timeout)
-    if not 200 <= resp.status <= 299:
-        data = resp.read()
-        raise ApiException.from_response(http_resp=resp, body=data.decode(errors="replace") if data else None,
-                                         data=None)
-    if stream:
-        return resp.response
-    data = resp.read()
-    return json.loads(data) if data else {}
-
-
-def status_of(exc: BaseException) -> int | None:
-    return getattr(exc, "status", None)
-
-
 def describe_error(exc: BaseException) -> tuple[str, str]:
     """(condition reason, one line) for a failed call to a worker cluster."""
     status = status_of(exc)
@@ -935,32 +906,27 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
     return "ConnectionFailed", f"cannot reach the worker cluster: {exc.__class__.__name__}: {text}"
 
 
-class Cache:
+class Cache(WatchCache):
     """List, then watch one resource path; objects (transformed) by (namespace, name); ``on_change()``
     after every change. A path that is not served (404: CRD not installed) is an empty list, listed
     again every ``MISSING_API_RETRY`` seconds. ``error`` holds the last failure (None once listed)."""
 
+    not_served_retry = MISSING_API_RETRY
+
     def __init__(self, api, name: str, path: str, on_change: Callable[[], None], log: Callable[[str], None],
                  stop: threading.Event, selector: str | None = None, field_selector: str | None = None,
                  transform: Callable[[dict], dict] | None = None) -> None:
-        self.api, self.name, self.path = api, name, path
-        self.selector, self.field_selector = selector, field_selector
-        self.on_change, self.log, self.stop = on_change, log, stop
-        self.transform = transform or (lambda o: o)
-        self.items: dict[tuple[str, str], dict] = {}
-        self.synced = False
-        self.served = False
+        super().__init__(api, name, path, log, stop, selector, transform)
+        self.field_selector = field_selector
+        self.on_change = on_change
         self.error: BaseException | None = None
-        self.lock = threading.Lock()
         self._logged = ""
 
-    def values(self) -> list[dict]:
-        with self.lock:
-            return list(self.items.values())
+    def _request(self, query: dict, **options):
+        return api_request(self.api, "GET", self.path, query, **options)
 
-    def get(self, namespace: str, name: str) -> dict | None:
-        with self.lock:
-            return self.items.get((namespace, name))
+    def _changed(self) -> None:
+        self.on_change()
 
     def _log_once(self, message: str) -> None:
         if message != self._logged:
@@ -970,44 +936,13 @@ class Cache:
     def _query(self, **more) -> dict:
         return {"labelSelector": self.selector, "fieldSelector": self.field_selector, **more}
 
-    def _list(self) -> str:
-        try:
-            body = api_request(self.api, "GET", self.path, self._query())
-        except Exception as exc:
-            if status_of(exc) == 404:
-                raise NotServed(self.path) from None
-            raise
-        with self.lock:
-            self.items = {(_meta(o).get("namespace") or "", _meta(o).get("name") or ""): self.transform(o)
-                          for o in body.get("items") or []}
-        self.synced = self.served = True
+    def _listed(self) -> None:
         self.error = None
         self._logged = ""
-        self.on_change()
-        return body["metadata"]["resourceVersion"]
-
-    def _watch(self, version: str):
-        return api_request(self.api, "GET", self.path,
-                           self._query(watch="true", resourceVersion=version, allowWatchBookmarks="true",
-                                       timeoutSeconds=WATCH_SECONDS),
-                           timeout=(REQUEST_TIMEOUT, WATCH_SECONDS + 30), stream=True)
-
-    def _event(self, typ: str, obj: dict) -> None:
-        key = (_meta(obj).get("namespace") or "", _meta(obj).get("name") or "")
-        with self.lock:
-            if typ == "DELETED":
-                self.items.pop(key, None)
-            else:
-                self.items[key] = self.transform(obj)
-        self.on_change()
 
     def _not_served(self, first: bool) -> None:
-        with self.lock:
-            had = bool(self.items)
-            self.items = {}
-        self.synced, self.served, self.error = True, False, None
-        if had or first:
-            self.on_change()
+        self.error = None
+        super()._not_served(first)
 
     def _failed(self, exc: Exception, backoff: float) -> None:
         first = self.error is None
@@ -1015,10 +950,6 @@ class Cache:
         if not self.synced or first:
             self.on_change()
         self._log_once(f"watch {self.name}: {error_line(exc)}; retrying (back-off up to 10s)")
-
-    def run(self) -> None:
-        list_then_watch(self.name, self.stop, self.log, self._list, self._watch, self._event, self._failed,
-                        self._not_served, MISSING_API_RETRY)
 
 
 def _slim_pod(obj: dict) -> dict:
@@ -1720,35 +1651,15 @@ def run(cluster: str = "manager", kubeconfig: Path | None = None, timezone: str 
 
     kubeconfig = Path(kubeconfig or paths.kubeconfig_path(cluster))
     zone = load_zone(timezone)
-    lock = threading.Lock()
-
-    def say(message: str) -> None:
-        with lock:
-            (log or (lambda m: print(m, flush=True)))(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}")
-
+    say = foreground_log(log)
     api = k8s_config.new_client_from_config(config_file=str(kubeconfig))
     lab: Kubeocean
-    written = [""]
-
-    def write_state() -> None:
-        if state_file is None:
-            return
-        data = {"pid": os.getpid(), "cluster": cluster, "kubeconfig": str(kubeconfig), **lab.state()}
-        text = json.dumps(data, sort_keys=True, default=str)
-        if text != written[0]:
-            written[0] = text
-            STANDIN.write_state(state_file, data)
-
+    write_state = STANDIN.state_writer(state_file, lambda: {"pid": os.getpid(), "cluster": cluster,
+                                                            "kubeconfig": str(kubeconfig), **lab.state()}, default=str)
     lab = Kubeocean(api, Path(clock_file or clock_path()), zone, say, write_state, stop)
     say(f"Kubeocean stand-in for computing cluster {cluster} ({kubeconfig}); time zone "
         f"{timezone or 'host local time'}; clock file {lab.clock_file}")
-    write_state()
-    try:
-        lab.run()
-    finally:
-        write_state()
-        api.close()
-        say("stopped")
+    STANDIN.run_until_stopped(lab.run, write_state, api, say)
 
 
 def _status_fields(state: dict) -> dict:

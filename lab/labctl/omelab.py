@@ -108,7 +108,9 @@ from typing import Any
 import yaml
 
 from labctl import paths
-from labctl.standin import NotServed, StandIn, cli_log, error_line, list_then_watch
+from labctl.standin import StandIn, WatchCache, api_request, cli_log, error_line, foreground_log
+from labctl.standin import object_key as _key
+from labctl.standin import status_of as _status_of
 
 FIXTURES = Path(__file__).resolve().parent / "omelab_fixtures"
 CERT_MANAGER_CRDS = FIXTURES / "cert-manager-crds.yaml"
@@ -144,12 +146,10 @@ LWS_CRD = "leaderworkersets.leaderworkerset.x-k8s.io"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 45.0                 # the stand-in stops its controllers (SIGTERM, 10 s, SIGKILL) first
 CHILD_STOP_TIMEOUT = 10.0
-WATCH_SECONDS = 60
 RESYNC_SECONDS = 10.0               # everything is reconciled this often without events
 MODEL_POLL_SECONDS = 3.0            # model directories are checked this often
 PATH_CHECK_TIMEOUT = 5.0
 MISSING_API_RETRY = 5.0             # an API that is not served yet (CRDs not installed) is listed again
-REQUEST_TIMEOUT = 15
 BACKOFF_FIRST, BACKOFF_MAX, BACKOFF_RESET = 1.0, 60.0, 120.0
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -179,11 +179,6 @@ def _unb64(text: str | None) -> bytes:
 
 def _meta(obj: Mapping) -> dict:
     return obj.get("metadata") or {}
-
-
-def _key(obj: Mapping) -> tuple[str, str]:
-    meta = _meta(obj)
-    return meta.get("namespace") or "", meta.get("name") or ""
 
 
 # ------------------------------------------------------------------ d) model labels: OME pkg/constants
@@ -1246,98 +1241,27 @@ class MachineFilesystems:
 
 
 # ------------------------------------------------------------------ API access: raw requests, list+watch caches
-def api_request(api, method: str, path: str, query: Mapping[str, Any] | None = None, body: Any = None,
-                content_type: str | None = None, timeout: Any = REQUEST_TIMEOUT, stream: bool = False):
-    """One call through a kubernetes ``ApiClient``: the parsed JSON body, or the raw urllib3 response
-    when ``stream`` (a watch). ``ApiException`` (with ``.status``) for HTTP errors."""
-    from kubernetes.client.exceptions import ApiException
-
-    headers = {"Accept": "application/json"}
-    if content_type:
-        headers["Content-Type"] = content_type
-    request = api.param_serialize(method, path, query_params=[(k, v) for k, v in (query or {}).items()
-                                                              if v is not None],
-                                  header_params=headers, body=body, auth_settings=["BearerToken"])
-    resp = api.call_api(*request, _request_timeout=timeout)
-    if not 200 <= resp.status <= 299:
-        data = resp.read()
-        raise ApiException.from_response(http_resp=resp, body=data.decode(errors="replace") if data else None,
-                                         data=None)
-    if stream:
-        return resp.response
-    data = resp.read()
-    return json.loads(data) if data else {}
-
-
-def _status_of(exc: Exception) -> int | None:
-    return getattr(exc, "status", None)
-
-
-class Cache:
+class Cache(WatchCache):
     """List, then watch one resource path; keeps its objects (transformed) by (namespace, name) and
     calls ``on_change(self)``. An API that is not served (404: CRDs not installed) is an empty list,
     listed again every ``MISSING_API_RETRY`` seconds."""
 
+    not_served_retry = MISSING_API_RETRY
+
     def __init__(self, api, name: str, path: str, on_change: Callable[[Cache], None], log: Callable[[str], None],
                  stop: threading.Event, selector: str | None = None,
                  transform: Callable[[dict], dict] | None = None) -> None:
-        self.api, self.name, self.path, self.selector = api, name, path, selector
-        self.on_change, self.log, self.stop = on_change, log, stop
-        self.transform = transform or (lambda o: o)
-        self.items: dict[tuple[str, str], dict] = {}
-        self.synced = False
-        self.served = False
-        self.lock = threading.Lock()
+        super().__init__(api, name, path, log, stop, selector, transform)
+        self.on_change = on_change
 
-    def values(self) -> list[dict]:
-        with self.lock:
-            return list(self.items.values())
+    def _request(self, query: dict, **options):
+        return api_request(self.api, "GET", self.path, query, **options)
 
-    def get(self, namespace: str, name: str) -> dict | None:
-        with self.lock:
-            return self.items.get((namespace, name))
-
-    def _list(self) -> str:
-        try:
-            body = api_request(self.api, "GET", self.path, {"labelSelector": self.selector})
-        except Exception as exc:
-            if _status_of(exc) == 404:
-                raise NotServed(self.path) from None
-            raise
-        with self.lock:
-            self.items = {_key(o): self.transform(o) for o in body.get("items") or []}
-        self.synced = self.served = True
+    def _changed(self) -> None:
         self.on_change(self)
-        return body["metadata"]["resourceVersion"]
-
-    def _watch(self, version: str):
-        return api_request(self.api, "GET", self.path,
-                           {"labelSelector": self.selector, "watch": "true", "resourceVersion": version,
-                            "allowWatchBookmarks": "true", "timeoutSeconds": WATCH_SECONDS},
-                           timeout=(REQUEST_TIMEOUT, WATCH_SECONDS + 30), stream=True)
-
-    def _event(self, typ: str, obj: dict) -> None:
-        with self.lock:
-            if typ == "DELETED":
-                self.items.pop(_key(obj), None)
-            else:
-                self.items[_key(obj)] = self.transform(obj)
-        self.on_change(self)
-
-    def _not_served(self, first: bool) -> None:
-        with self.lock:
-            had = bool(self.items)
-            self.items = {}
-        self.synced, self.served = True, False
-        if had or first:
-            self.on_change(self)
 
     def _failed(self, exc: Exception, backoff: float) -> None:
         self.log(f"watch {self.name}: {error_line(exc)}; retrying in {backoff:g}s")
-
-    def run(self) -> None:
-        list_then_watch(self.name, self.stop, self.log, self._list, self._watch, self._event, self._failed,
-                        self._not_served, MISSING_API_RETRY)
 
 
 def _slim_crd(obj: dict) -> dict:
@@ -1965,12 +1889,7 @@ def run(cluster: str = "worker", kubeconfig: Path | None = None, machines_dir: P
 
     kubeconfig = Path(kubeconfig or paths.kubeconfig_path(cluster))
 
-    lock = threading.Lock()          # the watch threads log too: one whole line at a time
-
-    def say(message: str) -> None:
-        with lock:
-            (log or (lambda m: print(m, flush=True)))(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}")
-
+    say = foreground_log(log)
     base = Path(base or state_dir())
     files = _files(cluster, base)
     state_file = files["state"] if write_state_file else None
@@ -1979,27 +1898,12 @@ def run(cluster: str = "worker", kubeconfig: Path | None = None, machines_dir: P
     ca = load_or_create_ca(base)
     api = k8s_config.new_client_from_config(config_file=str(kubeconfig))
     lab: OmeLab
-    written: list[str] = [""]
-
-    def write_state() -> None:
-        if state_file is None:
-            return
-        data = {"pid": os.getpid(), "cluster": cluster, "kubeconfig": str(kubeconfig), **lab.state()}
-        text = json.dumps(data, sort_keys=True)
-        if text != written[0]:
-            written[0] = text
-            STANDIN.write_state(state_file, data)
-
+    write_state = STANDIN.state_writer(state_file, lambda: {"pid": os.getpid(), "cluster": cluster,
+                                                            "kubeconfig": str(kubeconfig), **lab.state()})
     lab = OmeLab(api, kubeconfig, workdir, ca, MachineFilesystems(machines_dir), say, binaries, write_state, stop)
     say(f"OME/LWS stand-in for cluster {cluster} ({kubeconfig}); machines: "
         f"{machines_dir or 'podman containers of the lab fleet'}")
-    write_state()
-    try:
-        lab.run()
-    finally:
-        write_state()
-        api.close()
-        say("stopped")
+    STANDIN.run_until_stopped(lab.run, write_state, api, say)
 
 
 def parse_binaries(items: Iterable[str]) -> dict[str, Path]:

@@ -26,7 +26,13 @@ differs (messages, error class, stop timeout, status fields):
   background process ``python -m labctl.<name> run`` (SIGTERM/SIGINT stop it);
 * **list, then watch** (:func:`list_then_watch`): how a daemon keeps up with one resource: list it,
   watch from the list's resourceVersion, list again when the watch expires (410 Gone) or fails (back-off
-  0.5 s doubling up to 10 s), wait while the resource is not served (404), stop when told.
+  0.5 s doubling up to 10 s), wait while the resource is not served (404), stop when told;
+* **running**: the process's log lines (:func:`foreground_log`), its state file rewritten when the state
+  changed (:meth:`StandIn.state_writer`), the state written and the API client closed however it ends
+  (:meth:`StandIn.run_until_stopped`);
+* **API calls** (:func:`api_request`): one raw call through a kubernetes ``ApiClient`` (parsed JSON, or
+  the stream of a watch); :class:`WatchCache`: one resource's objects by (namespace, name), listed and
+  watched by :func:`list_then_watch` (the daemon's subclass makes the calls and reports changes and errors).
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,11 +54,26 @@ from labctl import paths, procs
 from labctl.waiting import WaitTimeout, wait_for
 
 Say = Callable[[str], None]
+REQUEST_TIMEOUT = 15                       # seconds: an API call (a watch: the connect timeout)
+WATCH_SECONDS = 60                         # a watch ends on the server after this long, then is re-opened
 
 
 def cli_log(message: str) -> None:
     """A progress line of a ``lab`` command (stderr)."""
     print(f"lab: {message}", file=sys.stderr, flush=True)
+
+
+def foreground_log(log: Say | None = None) -> Say:
+    """The log of a stand-in running in the foreground: ``<local time> <message>`` to ``log`` (default: a
+    line on stdout), one whole line at a time (its watch threads log too)."""
+    lock = threading.Lock()
+    out = log or (lambda m: print(m, flush=True))
+
+    def say(message: str) -> None:
+        with lock:
+            out(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}")
+
+    return say
 
 
 @dataclass(frozen=True)
@@ -86,6 +108,35 @@ class StandIn:
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text)
         os.replace(tmp, path)
+
+    def state_writer(self, state_file: Path | None, data: Callable[[], dict],
+                     default: Callable[[Any], Any] | None = None) -> Callable[[], None]:
+        """``write_state()`` of the running stand-in: :meth:`write_state` of ``data()`` to ``state_file``
+        (nothing without one), only when it changed (compared as JSON; ``default`` as for ``json.dumps``)."""
+        written = [""]
+
+        def write_state() -> None:
+            if state_file is None:
+                return
+            state = data()
+            text = json.dumps(state, sort_keys=True, default=default)
+            if text != written[0]:
+                written[0] = text
+                self.write_state(state_file, state)
+
+        return write_state
+
+    @staticmethod
+    def run_until_stopped(run: Callable[[], None], write_state: Callable[[], None], api, say: Say) -> None:
+        """The running stand-in's body: its state written, ``run()`` (until it is stopped), then, whatever
+        happened, its state written again, the API client closed and ``stopped`` logged."""
+        write_state()
+        try:
+            run()
+        finally:
+            write_state()
+            api.close()
+            say("stopped")
 
     def our_pid(self, cluster: str) -> int | None:
         """PID of the running stand-in of ``cluster`` started from this checkout's state dir, if any."""
@@ -320,4 +371,127 @@ def list_then_watch(name: str, stop: threading.Event, log: Say, relist: Callable
             backoff = min(backoff * 2, 10.0)
 
 
-__all__ = ["NotServed", "StandIn", "cli_log", "error_line", "list_then_watch"]
+# ------------------------------------------------------------------ API calls, list+watch caches
+def api_request(api, method: str, path: str, query: Mapping[str, Any] | None = None, body: Any = None,
+                content_type: str | None = None, timeout: Any = REQUEST_TIMEOUT, stream: bool = False):
+    """One call through a kubernetes ``ApiClient``: the parsed JSON body, or the raw urllib3 response
+    when ``stream`` (a watch). ``ApiException`` (with ``.status``) for HTTP errors."""
+    from kubernetes.client.exceptions import ApiException
+
+    headers = {"Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    request = api.param_serialize(method, path, query_params=[(k, v) for k, v in (query or {}).items()
+                                                              if v is not None],
+                                  header_params=headers, body=body, auth_settings=["BearerToken"])
+    resp = api.call_api(*request, _request_timeout=timeout)
+    if not 200 <= resp.status <= 299:
+        data = resp.read()
+        raise ApiException.from_response(http_resp=resp, body=data.decode(errors="replace") if data else None,
+                                         data=None)
+    if stream:
+        return resp.response
+    data = resp.read()
+    return json.loads(data) if data else {}
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of a failed API call (``ApiException.status``), None for other errors."""
+    return getattr(exc, "status", None)
+
+
+def object_key(obj: Mapping) -> tuple[str, str]:
+    """(namespace, name) of an object, "" for what it lacks."""
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace") or "", meta.get("name") or ""
+
+
+class WatchCache:
+    """One resource's objects (transformed) by :func:`object_key`, kept by :func:`list_then_watch` in
+    :meth:`run` (a watch thread's body) until ``stop`` is set: listed, then watched from the list's
+    resourceVersion; a resource that is not served (404) is empty and listed again every
+    :attr:`not_served_retry` seconds. A subclass makes the calls (``_request``), tells of changes
+    (``_changed``) and handles failures (``_failed``); ``_query`` and ``_listed`` may add to the
+    query and to what a list that worked does."""
+
+    not_served_retry = 5.0
+
+    def __init__(self, api, name: str, path: str, log: Say, stop: threading.Event, selector: str | None = None,
+                 transform: Callable[[dict], dict] | None = None) -> None:
+        self.api, self.name, self.path, self.selector = api, name, path, selector
+        self.log, self.stop = log, stop
+        self.transform = transform or (lambda o: o)
+        self.items: dict[tuple[str, str], dict] = {}
+        self.synced = False
+        self.served = False
+        self.lock = threading.Lock()
+
+    def values(self) -> list[dict]:
+        with self.lock:
+            return list(self.items.values())
+
+    def get(self, namespace: str, name: str) -> dict | None:
+        with self.lock:
+            return self.items.get((namespace, name))
+
+    # ------------------------------------------------------------------ the subclass's part
+    def _request(self, query: dict, **options) -> Any:
+        """GET :attr:`path` with ``query`` (``options``: ``timeout``, ``stream``), as :func:`api_request`."""
+        raise NotImplementedError
+
+    def _changed(self) -> None:
+        raise NotImplementedError
+
+    def _failed(self, exc: Exception, backoff: float) -> None:
+        raise NotImplementedError
+
+    def _query(self, **more) -> dict:
+        return {"labelSelector": self.selector, **more}
+
+    def _listed(self) -> None:
+        """A list worked (before ``_changed``)."""
+
+    # ------------------------------------------------------------------ list, watch, events
+    def _list(self) -> str:
+        try:
+            body = self._request(self._query())
+        except Exception as exc:
+            if status_of(exc) == 404:
+                raise NotServed(self.path) from None
+            raise
+        with self.lock:
+            self.items = {object_key(o): self.transform(o) for o in body.get("items") or []}
+        self.synced = self.served = True
+        self._listed()
+        self._changed()
+        return body["metadata"]["resourceVersion"]
+
+    def _watch(self, version: str) -> Any:
+        return self._request(self._query(watch="true", resourceVersion=version, allowWatchBookmarks="true",
+                                         timeoutSeconds=WATCH_SECONDS),
+                             timeout=(REQUEST_TIMEOUT, WATCH_SECONDS + 30), stream=True)
+
+    def _event(self, typ: str, obj: dict) -> None:
+        with self.lock:
+            if typ == "DELETED":
+                self.items.pop(object_key(obj), None)
+            else:
+                self.items[object_key(obj)] = self.transform(obj)
+        self._changed()
+
+    def _not_served(self, first: bool) -> None:
+        """Served no more (or not yet): empty and synced; a change if it had objects or is first told."""
+        with self.lock:
+            had = bool(self.items)
+            self.items = {}
+        self.synced, self.served = True, False
+        if had or first:
+            self._changed()
+
+    def run(self) -> None:
+        list_then_watch(self.name, self.stop, self.log, self._list, self._watch, self._event, self._failed,
+                        self._not_served, self.not_served_retry)
+
+
+__all__ = ["REQUEST_TIMEOUT", "WATCH_SECONDS", "NotServed", "StandIn", "WatchCache", "api_request", "cli_log",
+           "error_line", "foreground_log", "list_then_watch", "object_key", "status_of"]

@@ -1,7 +1,8 @@
 """labctl.standin's list-then-watch loop, and the three stand-ins that keep their caches with it (device
 manager, OME/LWS, Kubeocean syncer): what is listed and watched, how events, an expired watch, an API that
-is not served and errors (back-off) are handled, how it stops. Scripted API answers and a stop event that
-records its waits: nothing sleeps, no cluster needed."""
+is not served and errors (back-off) are handled, how it stops; what a running stand-in shares (its state
+file, log lines, the way out). Scripted API answers and a stop event that records its waits: nothing sleeps,
+no cluster needed."""
 
 from __future__ import annotations
 
@@ -192,10 +193,10 @@ def test_omelab_cache_not_served_then_listed_then_watched(monkeypatch):
                          lambda o: {**o, "slim": True})
     cache.run()
     watch = {"labelSelector": "app=x", "watch": "true", "allowWatchBookmarks": "true",
-             "timeoutSeconds": omelab.WATCH_SECONDS}
+             "timeoutSeconds": standin.WATCH_SECONDS}
     listing = ("GET", path, {"labelSelector": "app=x"}, None, False)  # None: api_request's default timeout
     assert calls == [listing] * 2 + [
-        ("GET", path, {**watch, "resourceVersion": v}, (omelab.REQUEST_TIMEOUT, omelab.WATCH_SECONDS + 30), True)
+        ("GET", path, {**watch, "resourceVersion": v}, (standin.REQUEST_TIMEOUT, standin.WATCH_SECONDS + 30), True)
         for v in ("3", "6")] + [listing]
     assert changes == [cache] * 4  # not served (first report), listed, ADDED, DELETED
     assert cache.values() == [{**obj("b", "4", "ns"), "slim": True}] and cache.synced and cache.served
@@ -221,11 +222,9 @@ def test_kubeocean_cache_keeps_the_error_and_logs_a_repeated_one_once(monkeypatc
                      stop, selector="role=gpu", field_selector="spec.unschedulable=false")
     cache.run()
     selectors = {"labelSelector": "role=gpu", "fieldSelector": "spec.unschedulable=false"}
+    watch = {**selectors, "watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": standin.WATCH_SECONDS}
     assert [c[1] for c in calls] == [selectors] * 3 + [
-        {**selectors, "watch": "true", "resourceVersion": "3", "allowWatchBookmarks": "true",
-         "timeoutSeconds": ko.WATCH_SECONDS}, selectors, {**selectors, "watch": "true", "resourceVersion": "9",
-                                                          "allowWatchBookmarks": "true",
-                                                          "timeoutSeconds": ko.WATCH_SECONDS}]
+        {**watch, "resourceVersion": "3"}, selectors, {**watch, "resourceVersion": "9"}]
     # each failure before the first list reports (not synced yet); the list clears the error
     assert [type(e).__name__ if e else None for e in changes] == [
         "ConnectionRefusedError", "ConnectionRefusedError", None, None, None]
@@ -233,3 +232,42 @@ def test_kubeocean_cache_keeps_the_error_and_logs_a_repeated_one_once(monkeypatc
                     "watch cls-a/nodes: 410 Expired: too old resource version: 1; listing again"]
     assert stop.waits == [0.5, 1.0]  # the failure while stopping is not reported
     assert cache.values() == [] and cache.error is None and cache.synced
+
+
+# ------------------------------------------------------------------ the running stand-in
+def test_the_state_file_is_written_only_when_it_changed(tmp_path, monkeypatch):
+    daemon = standin.StandIn(name="x", what="x", title="x", up_title="x", error=RuntimeError, stop_timeout=1,
+                             status_fields=lambda state: {})
+    written, state = [], {"synced": False}
+    monkeypatch.setattr(daemon.__class__, "write_state", lambda self, path, data: written.append((path, data)))
+    write_state = daemon.state_writer(tmp_path / "c.json", lambda: {"pid": 7, **state}, default=str)
+    write_state()
+    write_state()
+    state["synced"] = True
+    write_state()
+    assert written == [(tmp_path / "c.json", {"pid": 7, "synced": False}),
+                       (tmp_path / "c.json", {"pid": 7, "synced": True})]
+    daemon.state_writer(None, lambda: {"pid": 7})()  # no state file: nothing written
+    assert len(written) == 2
+
+
+def test_run_until_stopped_writes_the_state_and_closes_the_api_whatever_happened():
+    events = []
+
+    class Api:
+        def close(self):
+            events.append("closed")
+
+    def failing():
+        events.append("run")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        standin.StandIn.run_until_stopped(failing, lambda: events.append("state"), Api(), events.append)
+    assert events == ["state", "run", "state", "closed", "stopped"]
+
+
+def test_foreground_log_stamps_each_line():
+    lines = []
+    standin.foreground_log(lines.append)("hello")
+    assert len(lines) == 1 and lines[0].endswith(" hello") and lines[0][4] == "-" and lines[0][10] == "T"

@@ -14,8 +14,8 @@ import yaml
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.aicluster.platform.plugins.module_utils import kubeocean
 from ansible_collections.aicluster.platform.plugins.modules import kubeocean_plan
+from plan_helpers import DROP, assert_problem, merged
 
-DROP = object()
 API = "cloud.tencent.com/v1beta1"
 ROLE = {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubeocean.io/role", "operator": "In",
                                                      "values": ["worker"]}]}]}
@@ -33,17 +33,6 @@ ALWAYS = {"name": "east-always", "cluster": "gpu-east", "resource_limits": [{"re
 ZONE = "Asia/Shanghai"
 
 
-def merged(base, changes):
-    """``base`` with ``changes`` applied (a value of ``DROP`` removes the key)."""
-    item = copy.deepcopy(base)
-    for key, value in changes.items():
-        if value is DROP:
-            item.pop(key, None)
-        else:
-            item[key] = value
-    return item
-
-
 def problems_of(binding=None, policy=None, separate=None, time_zone=ZONE, observed=None):
     """Problems of the standard configuration with the binding gpu-west, its policy nights or the separate policy
     east-always changed."""
@@ -51,14 +40,6 @@ def problems_of(binding=None, policy=None, separate=None, time_zone=ZONE, observ
     if policy is not None:
         west["policies"] = [merged(NIGHTS, policy)]
     return kubeocean.problems([west, EAST], [merged(ALWAYS, separate or {})], time_zone, observed)
-
-
-def assert_problem(found, expected):
-    """``expected`` is one of ``found`` (exactly, or as the start of one when it ends with '...')."""
-    if expected.endswith("..."):
-        assert any(p.startswith(expected[:-3]) for p in found), found
-    else:
-        assert expected in found, found
 
 
 def test_the_standard_configuration_is_fine():

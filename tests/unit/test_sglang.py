@@ -11,6 +11,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.aicluster.platform.plugins.module_utils import sglang
 from ansible_collections.aicluster.platform.plugins.modules import sglang_plan
+from plan_helpers import DROP, assert_problem, merged
 
 NPU = "huawei.com/Ascend910"
 MODEL = {"name": "llama-3-2-1b-instruct", "format": "safetensors", "architecture": "LlamaForCausalLM",
@@ -30,34 +31,12 @@ BIG = {"name": "big", "namespace": "inference", "model": "llama-3-2-1b-instruct"
        "prefill": 1, "decode": 2, "images": {"engine": "registry.example/sglang:patched"}}
 
 
-def merged(base, changes):
-    """``base`` with ``changes`` applied (a value of ``DROP`` removes the key)."""
-    item = copy.deepcopy(base)
-    for key, value in changes.items():
-        if value is DROP:
-            item.pop(key, None)
-        else:
-            item[key] = value
-    return item
-
-
-DROP = object()
-
-
 def problems_of(model=None, runtime=None, app=None, runtimes=None, model_root=sglang.DEFAULT_MODEL_ROOT):
     """Problems of the standard configuration with one model, runtime or application changed."""
     models = [merged(MODEL, model or {})]
     runtimes = runtimes or [merged(A2, runtime or {}), SUPERPOD]
     apps = [merged(CHAT, app or {})]
     return sglang.problems(models, runtimes, apps, model_root)
-
-
-def assert_problem(found, expected):
-    """``expected`` is one of ``found`` (exactly, or as the start of one when it ends with '...')."""
-    if expected.endswith("..."):
-        assert any(p.startswith(expected[:-3]) for p in found), found
-    else:
-        assert expected in found, found
 
 
 def test_the_standard_configuration_is_fine():

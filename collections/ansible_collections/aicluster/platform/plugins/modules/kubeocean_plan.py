@@ -195,7 +195,7 @@ problems:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.aicluster.platform.plugins.module_utils import kubeocean
+from ansible_collections.aicluster.platform.plugins.module_utils import kubeocean, plan_problems
 
 
 def main():
@@ -215,9 +215,7 @@ def main():
         result = kubeocean.plan(params["bindings"], params["policies"], params["time_zone"],
                                 params["observed_time_zones"], params["system_namespace"], params["clusters"])
     except kubeocean.KubeoceanError as exc:
-        count = len(exc.problems)
-        module.fail_json(msg=f"{count} problem{'s' if count > 1 else ''} in the Kubeocean settings: "
-                             + "; ".join(exc.problems), problems=exc.problems, changed=False)
+        plan_problems.fail_with_problems(module, exc.problems, "Kubeocean")
     module.exit_json(changed=False, problems=[], **result)
 
 

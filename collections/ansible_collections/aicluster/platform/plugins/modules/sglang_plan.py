@@ -202,7 +202,7 @@ problems:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.aicluster.platform.plugins.module_utils import sglang
+from ansible_collections.aicluster.platform.plugins.module_utils import plan_problems, sglang
 
 
 def main():
@@ -221,9 +221,7 @@ def main():
         result = sglang.plan(params["models"], params["runtimes"], params["applications"], params["model_root"],
                              params["only"])
     except sglang.SGLangError as exc:
-        count = len(exc.problems)
-        module.fail_json(msg=f"{count} problem{'s' if count > 1 else ''} in the SGLang settings: "
-                             + "; ".join(exc.problems), problems=exc.problems, changed=False)
+        plan_problems.fail_with_problems(module, exc.problems, "SGLang")
     module.exit_json(changed=False, problems=[], **result)
 
 
