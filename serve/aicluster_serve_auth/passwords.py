@@ -1,0 +1,1 @@
+../../collections/ansible_collections/aicluster/platform/plugins/module_utils/serve_auth_passwords.py
