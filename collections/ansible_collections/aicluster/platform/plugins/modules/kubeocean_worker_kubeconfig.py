@@ -201,17 +201,20 @@ import tempfile
 import time
 from contextlib import contextmanager
 
-from ansible_collections.aicluster.platform.plugins.module_utils import k8s_client, k8s_names, kubeocean, retry
+from ansible_collections.aicluster.platform.plugins.module_utils import (
+    k8s_client,
+    k8s_names,
+    k8s_secrets,
+    kubeocean,
+    retry,
+)
 
 try:
     import kubernetes.client
-    from kubernetes.client.exceptions import ApiException
 except ImportError:
     # k8s_client.k8s_module fails the module with kubernetes.core's message before anything here runs.
     pass
 
-MERGE_PATCH = "application/merge-patch+json"
-HIDDEN = "<hidden>"
 TOKEN_SECRET_TYPE = "kubernetes.io/service-account-token"  # noqa: S105 - a Secret type
 MANAGER_OPTIONS = {  # manager_* option -> the kubernetes.core option it stands for
     "manager_kubeconfig": "kubeconfig",
@@ -258,21 +261,6 @@ def connect(module, timeout, manager=False):
         return k8s_client.connect(module, timeout)
     with _without_auth_environment():
         return k8s_client.connect(_Connection(module), timeout)
-
-
-def _read_secret(api_client, namespace, name, timeout):
-    """The Secret as a dict, or None when there is none."""
-    core = k8s_client.core_v1_api(api_client)
-    try:
-        response = k8s_client.call(
-            api_client, "GET", f"/api/v1/namespaces/{namespace}/secrets/{name}",
-            lambda left: core.read_namespaced_secret(name, namespace, _request_timeout=left, _preload_content=False),
-            timeout)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return json.loads(response.data)
 
 
 # ----------------------------------------------------------------------------------- worker side
@@ -352,54 +340,27 @@ def decide(existing, text, labels):
     ``existing`` is the Secret in the manager cluster (None: there is none)."""
     if existing is None:
         return "created", None
-    current = (existing.get("data") or {}).get(kubeocean.KUBECONFIG_KEY)
+    current = k8s_secrets.decode((existing.get("data") or {}).get(kubeocean.KUBECONFIG_KEY))
     try:
-        same = current is not None and kubeocean.same_kubeconfig(base64.b64decode(current).decode("utf-8"), text)
-    except (ValueError, UnicodeDecodeError):
+        same = current is not None and kubeocean.same_kubeconfig(current, text)
+    except ValueError:
         same = False
-    have = (existing.get("metadata") or {}).get("labels") or {}
-    patch = {}
-    if any(have.get(key) != value for key, value in labels.items()):
-        patch["metadata"] = {"labels": labels}
+    patch = k8s_secrets.labels_patch(existing, labels)
     if not same:
-        patch["data"] = {kubeocean.KUBECONFIG_KEY: base64.b64encode(text.encode("utf-8")).decode("ascii")}
+        patch["data"] = {kubeocean.KUBECONFIG_KEY: k8s_secrets.encode(text)}
     return ("updated", patch) if patch else ("unchanged", None)
 
 
-def shown(secret, changed_keys=()):
-    """The Secret as the diff shows it: metadata and keys, every value hidden."""
-    if secret is None:
-        return {}
-    metadata = secret.get("metadata") or {}
-    keys = sorted(set(secret.get("data") or {}) | set(changed_keys))
-    return {
-        "metadata": {"name": metadata.get("name"), "namespace": metadata.get("namespace"),
-                     "labels": dict(sorted((metadata.get("labels") or {}).items()))},
-        "type": secret.get("type") or "Opaque",
-        "data": {key: f"{HIDDEN} (changed)" if key in changed_keys else HIDDEN for key in keys},
-    }
-
-
 def write(api_client, namespace, name, action, patch, labels, text, timeout):
-    core = k8s_client.core_v1_api(api_client)
-    path = f"/api/v1/namespaces/{namespace}/secrets"
     try:
         if action == "created":
-            body = kubernetes.client.V1Secret(
-                api_version="v1", kind="Secret", type="Opaque",
-                metadata=kubernetes.client.V1ObjectMeta(name=name, namespace=namespace, labels=labels),
-                data={kubeocean.KUBECONFIG_KEY: base64.b64encode(text.encode("utf-8")).decode("ascii")})
-            k8s_client.call(api_client, "POST", path, lambda left: core.create_namespaced_secret(
-                namespace, body, _request_timeout=left, _preload_content=False), timeout)
+            data = {kubeocean.KUBECONFIG_KEY: k8s_secrets.encode(text)}
+            k8s_secrets.create(api_client, namespace, name, labels, data, timeout)
         else:
-            k8s_client.call(api_client, "PATCH", f"{path}/{name}", lambda left: core.patch_namespaced_secret(
-                name, namespace, patch, _content_type=MERGE_PATCH, _request_timeout=left, _preload_content=False),
-                timeout)
-    except ApiException as exc:
-        if exc.status == 404 and action == "created":
-            raise Failure(f"namespace {namespace} does not exist in the manager cluster (is the kubeocean chart "
-                          "installed?)") from None
-        raise
+            k8s_secrets.patch(api_client, namespace, name, patch, timeout)
+    except k8s_secrets.MissingNamespace:
+        raise Failure(f"namespace {namespace} does not exist in the manager cluster (is the kubeocean chart "
+                      "installed?)") from None
 
 
 # ----------------------------------------------------------------------------------- the module
@@ -451,12 +412,12 @@ def main():
     try:
         worker = connect(module, timeout)
         data, waited = wait_for_token(
-            lambda: _read_secret(worker, token_secret["namespace"], token_secret["name"], timeout),
+            lambda: k8s_secrets.read(worker, token_secret["namespace"], token_secret["name"], timeout),
             params["token_wait_timeout"], params["token_wait_sleep"])
         result["token_secret"]["waited"] = waited
         ca_data, token = kubeocean.token_secret_parts(data)
         text = kubeocean.worker_kubeconfig(data, server, binding, token_secret["namespace"])
-        encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
+        encoded = k8s_secrets.encode(text)
         # Masked wherever they would appear in the module's output (error texts included).
         module._module.no_log_values.update({token, text, encoded, data["token"]})
 
@@ -471,22 +432,16 @@ def main():
         if manager.configuration.host == worker.configuration.host:
             module.warn(f"the worker and the manager connections reach the same API server "
                         f"({worker.configuration.host})")
-        existing = _read_secret(manager, secret_namespace, secret_name, timeout)
+        existing = k8s_secrets.read(manager, secret_namespace, secret_name, timeout)
         labels = desired_labels(binding)
         action, patch = decide(existing, text, labels)
         result["action"] = action
         result["changed"] = action != "unchanged"
         if module._diff:
-            after = existing if existing is not None else {"metadata": {"name": secret_name,
-                                                                        "namespace": secret_namespace},
-                                                           "type": "Opaque"}
-            after = {**after, "metadata": {**(after.get("metadata") or {}),
-                                           "labels": {**((after.get("metadata") or {}).get("labels") or {}),
-                                                      **labels}}}
             changed_keys = [kubeocean.KUBECONFIG_KEY] if action == "created" or (patch or {}).get("data") else []
-            result["diff"] = {"before_header": f"Secret {secret_namespace}/{secret_name} (manager cluster)",
-                              "after_header": f"Secret {secret_namespace}/{secret_name} (manager cluster)",
-                              "before": shown(existing), "after": shown(after, changed_keys)}
+            keys = set((existing or {}).get("data") or {}) | {kubeocean.KUBECONFIG_KEY}
+            result["diff"] = k8s_secrets.diff(existing, secret_namespace, secret_name, labels, keys, changed_keys,
+                                              "manager cluster")
         if result["changed"] and not module.check_mode:
             write(manager, secret_namespace, secret_name, action, patch, labels, text, timeout)
     except Failure as exc:
