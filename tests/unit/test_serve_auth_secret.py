@@ -123,7 +123,8 @@ def test_check_mode_and_diff_write_nothing_and_hide_values(kube, tmp_path, capsy
     ([ALICE, dict(BOB, name="ALICE")], {}, "user ALICE: its variables (ALICE_*) would be those of user alice"),
     ([dict(ALICE, group="ops")], {}, "Unsupported parameters"),
     ([ALICE], {"token_lifetime_minutes": 0}, "token_lifetime_minutes must be at least 1"),
-    ([ALICE], {"extra_data": {"JWT_KEY": "a-key-from-elsewhere"}}, "extra_data: JWT_KEY is one of the keys the module writes"),
+    ([ALICE], {"extra_data": {"JWT_KEY": "a-key-from-elsewhere"}},
+     "extra_data: JWT_KEY is one of the keys the module writes"),
 ])
 def test_bad_input_is_refused_before_any_request(kube, tmp_path, capsys, users, more, problem):
     result = run(kube, tmp_path, capsys, users=users, **more)

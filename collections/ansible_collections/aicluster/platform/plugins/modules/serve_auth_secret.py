@@ -200,7 +200,8 @@ def desired_data(params, existing_data):
         ids.append(ident)
         old = current.get(f"{ident}_HASHED_PASSWORD")
         keep = (old is not None and current.get(f"{ident}_USERNAME") == user["name"]
-                and serve_auth_passwords.is_current(old) and serve_auth_passwords.verify_password(user["password"], old))
+                and serve_auth_passwords.is_current(old)
+                and serve_auth_passwords.verify_password(user["password"], old))
         data[f"{ident}_USERNAME"] = user["name"]
         data[f"{ident}_HASHED_PASSWORD"] = old if keep else serve_auth_passwords.hash_password(user["password"])
         data[f"{ident}_ROLE"] = user["role"]
