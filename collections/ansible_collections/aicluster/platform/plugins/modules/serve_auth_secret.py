@@ -222,7 +222,7 @@ def main():
                 "password": {"type": "str", "required": True, "no_log": True},
                 "role": {"type": "str", "required": True},
             }},
-            "token_lifetime_minutes": {"type": "int", "default": 60},
+            "token_lifetime_minutes": {"type": "int", "default": 60, "no_log": False},
             "rotate_key": {"type": "bool", "default": False, "no_log": False},
             "extra_data": {"type": "dict", "default": {}, "no_log": True},
             "labels": {"type": "dict", "default": {}},
