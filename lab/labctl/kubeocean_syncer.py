@@ -1109,7 +1109,30 @@ class Kubeocean:
         return api_request(self.api, method, path, query=q, body=body, content_type=content_type)
 
     def patch(self, path: str, body: dict) -> dict:
-        return self.request("PATCH", path, body, MERGE_PATCH)
+        try:
+            return self.request("PATCH", path, body, MERGE_PATCH)
+        except Exception as exc:
+            if status_of(exc) == 409:
+                self.refresh(path)
+            raise
+
+    def refresh(self, path: str) -> None:
+        """After a conflict (the cached resourceVersion is old): read the object again into its cache at once,
+        instead of waiting for the watch to bring it, so that the retry half a second later acts on it."""
+        cache = (self.caches["vnodes"] if path.startswith("/api/v1/nodes/")
+                 else self.caches["bindings"] if path.startswith(f"{BINDINGS_PATH}/") else None)
+        if cache is None:
+            return
+        try:
+            obj = self.request("GET", path)
+        except Exception as exc:
+            if status_of(exc) != 404:
+                return
+            with cache.lock:
+                cache.items.pop(("", path.rsplit("/", 1)[-1]), None)
+            return
+        with cache.lock:
+            cache.items[("", _meta(obj).get("name") or "")] = cache.transform(obj)
 
     def delete(self, path: str, body: dict | None = None) -> None:
         try:
@@ -1547,8 +1570,11 @@ class Kubeocean:
             try:
                 delay = self.reconcile_binding(name)
                 self.say_once(f"err {name}", None)
+                self.say_once(f"stale {name}", None)
             except Exception as exc:
-                if status_of(exc) in (404, 409):       # acted on a stale cache: its watch brings the news
+                # Acted on a stale cache: refreshed at once after a conflict (patch), else its watch brings the news.
+                if status_of(exc) in (404, 409):
+                    self.say_once(f"stale {name}", f"binding {name}: {status_of(exc)} on a stale object; retrying")
                     self._later[name] = time.monotonic() + 0.5
                     continue
                 text = str(exc).splitlines()[0][:300] if str(exc) else ""
