@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import pytest
-from stage_runner import changed_tasks, failures, playbook, shell, total_changed, wait_for
+from stage_runner import changed_tasks, ensure_bootstrap, failures, playbook, shell, total_changed, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -122,9 +122,9 @@ def resident_memory_mib() -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def stage():
-    for path in ("playbooks/bootstrap.yml", "playbooks/npu.yml"):
-        converged = playbook(path)
-        assert converged["_rc"] == 0, failures(converged)
+    ensure_bootstrap()
+    converged = playbook("playbooks/npu.yml")
+    assert converged["_rc"] == 0, failures(converged)
     removed = playbook("playbooks/sglang.yml", ABSENT | {"lws_remove_with_workloads": True,
                                                        "ome_remove_with_workloads": True})
     assert removed["_rc"] == 0, failures(removed)
