@@ -39,10 +39,12 @@ integration:
 	$(PYTEST) -q -m lab --durations=15 tests/integration
 
 # The chain scenario (molecule/default: site.yml on a fresh lab) first, then each role's own.
+# Each scenario's seconds go to the log, to keep the suite's time in check.
 molecule:
-	molecule reset && molecule test
+	@start=$$(date +%s); molecule reset && molecule test; echo "== molecule: chain scenario $$(( $$(date +%s) - start ))s"
 	@set -e; for role in $(ROLES_WITH_MOLECULE); do \
-	  echo "== molecule: $$role"; (cd $$role && molecule reset && molecule test); \
+	  echo "== molecule: $$role"; start=$$(date +%s); (cd $$role && molecule reset && molecule test); \
+	  echo "== molecule: $$role $$(( $$(date +%s) - start ))s"; \
 	done
 
 # ansible-test sanity of the in-repo collection (how and why: scripts/sanity.sh).
