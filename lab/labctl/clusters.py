@@ -23,6 +23,15 @@ existed (its kube-scheduler has ``--kubeconfig`` and no ``--config`` in ``kwok.y
 up to date in place by ``lab up``: the same ``scheduler.yaml`` is written, the recorded
 kube-scheduler arguments are switched to ``--config``, and a running kube-scheduler is restarted
 with them; etcd, the API server and everything in the cluster stay as they are.
+
+API aggregation (for KEDA's metrics API server, which the HPA reads through the APIService
+``v1beta1.external.metrics.k8s.io``): kube-apiserver gets the flags a cluster needs to proxy to an
+aggregated API server with no kube-proxy around (``AGGREGATION_ARGS``): ``--enable-aggregator-routing``
+(proxy to the Service's endpoint addresses, not its unroutable ClusterIP) and the request-header
+authentication of the proxied requests (``--requestheader-*``: kwokctl already passes its admin cert as
+``--proxy-client-cert-file``; the cluster CA signs it, and only its CN ``kwok-admin`` may assert a user).
+They go to kwokctl as ``componentsPatches`` when a cluster is created. A cluster created before them
+runs without; ``lab status`` says so, and ``lab down && lab up`` recreates it.
 """
 
 from __future__ import annotations
@@ -117,9 +126,31 @@ def write_scheduler_config(name: str) -> Path:
     return target
 
 
-def _kwokctl_config(bindir: Path, scheduler_config_file: Path | None = None) -> str:
+PROXY_CLIENT_CN = "kwok-admin"   # the CN of kwokctl's admin cert, which it passes as --proxy-client-cert-file
+
+
+def aggregation_args(name: str) -> dict[str, str]:
+    """kube-apiserver flags (without ``--``) for API aggregation in cluster ``name`` (see the module doc)."""
+    return {
+        "enable-aggregator-routing": "true",
+        "requestheader-client-ca-file": str(paths.KWOK_WORKDIR / "clusters" / name / "pki" / "ca.crt"),
+        "requestheader-allowed-names": PROXY_CLIENT_CN,
+        "requestheader-username-headers": "X-Remote-User",
+        "requestheader-group-headers": "X-Remote-Group",
+        "requestheader-extra-headers-prefix": "X-Remote-Extra-",
+    }
+
+
+def has_aggregation(name: str) -> bool:
+    """Whether the cluster's kube-apiserver runs (as kwok.yaml records it) with ``aggregation_args``."""
+    args = {str(a) for a in component(name, APISERVER).get("args") or []}
+    return all(f"--{k}={v}" in args for k, v in aggregation_args(name).items())
+
+
+def _kwokctl_config(bindir: Path, scheduler_config_file: Path | None = None, name: str | None = None) -> str:
     """kwokctl configuration pointing at the locally built binaries, loopback only; with
-    ``scheduler_config_file``, kube-scheduler runs with that KubeSchedulerConfiguration."""
+    ``scheduler_config_file``, kube-scheduler runs with that KubeSchedulerConfiguration; with ``name``,
+    kube-apiserver gets that cluster's ``aggregation_args``."""
     options = {
         "runtime": "binary",
         "bindAddress": "127.0.0.1",
@@ -133,9 +164,11 @@ def _kwokctl_config(bindir: Path, scheduler_config_file: Path | None = None) -> 
     }
     if scheduler_config_file is not None:
         options["kubeSchedulerConfig"] = str(scheduler_config_file)
-    return yaml.safe_dump(
-        {"kind": "KwokctlConfiguration", "apiVersion": "config.kwok.x-k8s.io/v1alpha1", "options": options}
-    )
+    doc: dict = {"kind": "KwokctlConfiguration", "apiVersion": "config.kwok.x-k8s.io/v1alpha1", "options": options}
+    if name is not None:
+        doc["componentsPatches"] = [{"name": APISERVER, "extraArgs": [
+            {"key": k, "value": v} for k, v in aggregation_args(name).items()]}]
+    return yaml.safe_dump(doc)
 
 
 def _kwokctl(bindir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -532,7 +565,7 @@ def _start(spec: ClusterSpec, bindir: Path, known: set[str], log=print) -> str:
         return "started"
     scheduler_file = write_scheduler_config(spec.name)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as cfg:
-        cfg.write(_kwokctl_config(bindir, scheduler_file))
+        cfg.write(_kwokctl_config(bindir, scheduler_file, spec.name))
     try:
         _kwokctl(bindir, "create", "cluster", "--name", spec.name, "--config", cfg.name,
                  "--kube-apiserver-port", str(spec.apiserver_port),

@@ -1,13 +1,18 @@
 """Upstream Kubernetes controllers built from Go modules, cached outside the repository.
 
-Two controllers the lab runs out of cluster against its clusters, each from a committed wrapper
+Upstream controllers the lab runs out of cluster against its clusters, each from a committed wrapper
 module (go.mod/go.sum/build.sh, like ``lab/k8sbin``) that requires the upstream release and names
-its main package as a ``tool``:
+its main package(s) as a ``tool``:
 
 - ``ome-manager``: OME's controller, ``github.com/sgl-project/ome/cmd/manager`` at v0.1.5
   (``lab/omebin``): InferenceService, BaseModel, ServingRuntime, ... reconcilers;
 - ``lws-controller``: the LeaderWorkerSet controller, ``sigs.k8s.io/lws/cmd`` at v0.7.0
-  (``lab/lwsbin``).
+  (``lab/lwsbin``);
+- ``ray-operator``: KubeRay's operator, ``github.com/ray-project/kuberay/ray-operator`` at v1.5.0
+  (``lab/kuberaybin``): RayCluster, RayJob, RayService reconcilers;
+- ``keda``: KEDA v2.21.0's operator and metrics API server, ``github.com/kedacore/keda/v2/cmd/operator``
+  and ``cmd/adapter`` in one ``go build`` (``lab/kedabin``: they share nearly every package), written as
+  ``keda-operator`` and ``keda-adapter``. The wrapper copies KEDA's one ``replace`` and ``exclude``.
 
 Each ``build.sh`` builds with ``-trimpath``, stripped (``-s -w``) and version-stamped the way the
 upstream Makefile does (``pkg/version.GitVersion``/``GitCommit``), writes ``$1.tmp`` and renames
@@ -35,7 +40,7 @@ OME v0.1.5 needs two workarounds, both carried in ``lab/omebin``:
   DaemonSet that downloads weights) creates. So the controller never reaches the stub, and
   if anything did, it would get an error, not a crash. The build needs gcc (cgo).
 
-LWS builds unchanged (``CGO_ENABLED=0``).
+LWS, KubeRay and KEDA build unchanged (``CGO_ENABLED=0``).
 
 Cache: ``~/.cache/ai-cluster-lab/controllers/<name>/<key>/bin/<name>``, where ``<key>`` hashes the
 wrapper's go.mod, go.sum and build.sh (and ``xetstub/xet_stub.c`` for OME): a change to the pins,
@@ -67,6 +72,11 @@ class Controller:
     minutes: int       # rough cold build time on 2 cores
     files: tuple[str, ...] = ("go.mod", "go.sum", "build.sh")
     cgo: bool = False
+    binaries: tuple[str, ...] = ()   # what build.sh writes (default: the name alone)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.binaries or (self.name,)
 
 
 CONTROLLERS = {
@@ -76,6 +86,11 @@ CONTROLLERS = {
                    files=("go.mod", "go.sum", "build.sh", "xetstub/xet_stub.c"), cgo=True),
         Controller("lws-controller", paths.LAB_DIR / "lwsbin", "sigs.k8s.io/lws", "LeaderWorkerSet",
                    "for multi-node serving in the lab", 4),
+        Controller("ray-operator", paths.LAB_DIR / "kuberaybin", "github.com/ray-project/kuberay/ray-operator",
+                   "KubeRay", "for RayClusters and RayServices in the lab", 2),
+        Controller("keda", paths.LAB_DIR / "kedabin", "github.com/kedacore/keda/v2", "KEDA",
+                   "(operator and metrics API server) for event-driven scaling in the lab", 7,
+                   binaries=("keda-operator", "keda-adapter")),
     )
 }
 NAMES = tuple(CONTROLLERS)
@@ -113,14 +128,16 @@ def bin_dir(name: str) -> Path:
     return paths.CACHE_DIR / "controllers" / name / module_key(name) / "bin"
 
 
-def binary(name: str) -> Path:
-    """Where ``name`` (``ome-manager`` or ``lws-controller``) is once built; ``ensure_built`` builds it."""
-    return bin_dir(name) / name
+def binary(name: str, output: str | None = None) -> Path:
+    """Where controller ``name``'s binary ``output`` (default: the one named like the controller, or its
+    first) is once built; ``ensure_built`` builds it."""
+    return bin_dir(name) / (output or _controller(name).outputs[0])
 
 
 def is_built(name: str | None = None) -> bool:
     """Whether ``name`` (default: every controller) is in the cache for its current wrapper module."""
-    return all(binary(n).is_file() for n in ((_controller(name).name,) if name else NAMES))
+    return all((bin_dir(n) / out).is_file() for n in ((_controller(name).name,) if name else NAMES)
+               for out in _controller(n).outputs)
 
 
 def ensure_built(log=print, names: tuple[str, ...] | None = None) -> dict[str, Path]:
@@ -131,7 +148,7 @@ def ensure_built(log=print, names: tuple[str, ...] | None = None) -> dict[str, P
     for name in names or NAMES:
         controller = _controller(name)
         target = binary(name)
-        if not target.is_file():
+        if not all((target.parent / out).is_file() for out in controller.outputs):
             if not shutil.which("go"):
                 raise BuildError(f"Go toolchain not found on PATH: install Go >= 1.26 (the lab builds {name} "
                                  "from modules)")
@@ -141,7 +158,7 @@ def ensure_built(log=print, names: tuple[str, ...] | None = None) -> dict[str, P
                 f"{controller.purpose} (~{controller.minutes} min on 2 cores, cold{buildlog.note()}) ...")
             code, path = buildlog.run(["bash", str(controller.module_dir / "build.sh"), str(target.parent)],
                                       f"{name} build")
-            if code != 0 or not target.is_file():
+            if code != 0 or not all((target.parent / out).is_file() for out in controller.outputs):
                 raise BuildError(f"{name} build failed (exit {code}); see {buildlog.shown(path)}")
         built[name] = target
     return built

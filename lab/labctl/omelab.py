@@ -1,6 +1,7 @@
-"""OME + LeaderWorkerSet stand-in (lab fixture): for the lab's ``worker`` cluster, the parts of a
-real cluster that cannot run here, so that the REAL ``ome-manager`` and ``lws-controller`` binaries
-(built from their Go modules, :mod:`labctl.controllers`) do their real work out of cluster.
+"""Controller stand-in (lab fixture; OME, LeaderWorkerSet, KubeRay, KEDA): for the lab's ``worker`` cluster,
+the parts of a real cluster that cannot run here, so that the REAL ``ome-manager``, ``lws-controller``,
+``ray-operator``, ``keda-operator`` and ``keda-adapter`` binaries (built from their Go modules,
+:mod:`labctl.controllers`) do their real work out of cluster.
 
 The roles install OME's real chart ``ome-resources`` (namespace ``ome``) and LWS's real chart
 ``charts/lws`` (namespace ``lws-system``). In the lab kwok fakes every pod: nothing runs in them, no
@@ -63,6 +64,26 @@ d) **the model agent.** OME's model-agent DaemonSet labels a Node
    agent does). The label goes when the model or the directory goes. Labels the stand-in set are
    recorded in the Node annotation ``lab.aicluster.io/omelab-models``; it never touches others. On a
    Node without a running agent pod nothing is changed (a stopped agent leaves its labels, too).
+
+e) **KubeRay and KEDA** (the same kubelet part, a), for more Deployments). While ``kuberay-operator`` exists,
+   the real ``ray-operator`` runs with the chart's args plus ``--kubeconfig``, ``--metrics-addr=0``,
+   ``--health-probe-bind-address=0``, ``--enable-leader-election=false`` (no webhooks: the chart enables
+   none). While ``keda-operator`` exists, the real ``keda-operator`` runs with its args plus ``--kubeconfig``,
+   ``--leader-elect=false``, metrics and probes off, its gRPC metrics service on
+   ``127.0.0.1:<free port>`` and ``--cert-dir`` a private directory kept in sync with the Secret the chart
+   mounts at ``/certs`` (``kedaorg-certs``, which the operator itself writes and rotates, injecting its CA into
+   the APIService); env ``KEDA_CLUSTER_OBJECT_NAMESPACE`` = the Deployment's namespace (read in a pod from
+   the ServiceAccount mount). While ``keda-operator-metrics-apiserver`` exists and that Secret has its
+   certificates, the real ``keda-adapter`` serves ``external.metrics.k8s.io`` on
+   ``10.77.0.1:<the chart's --secure-port>`` with those certificates, asks the operator over gRPC at its
+   loopback port (authority ``keda-operator.<ns>.svc``, a name in the operator's certificate) and
+   authenticates kube-apiserver's proxied requests through the cluster's request-header configuration. For
+   the Service network, the stand-in does what a kubelet does for a pod: it reports the pod's address,
+   ``status.podIP`` = ``10.77.0.1`` (where the process listens) on the adapter's pods, so the endpoint slice
+   of the chart's Service leads to the process and kube-apiserver, with ``--enable-aggregator-routing``
+   (:mod:`labctl.clusters`), proxies the APIService there, checking the serving cert against the
+   APIService's caBundle for ``keda-operator-metrics-apiserver.<ns>.svc`` as in a cluster. The HPA that KEDA
+   makes then reads the cron scaler's metric through the real aggregation layer.
 
 Not emulated: model downloads (a model is "on the node" when its directory exists), the agent's
 metadata parsing (put ``modelFormat``/``modelArchitecture``/... in the model spec), leader election,
@@ -142,6 +163,10 @@ WEBHOOK_CERT_DIR = "/tmp/k8s-webhook-server/serving-certs"   # controller-runtim
 OME_CRDS = tuple(f"{p}.ome.io" for p in ("inferenceservices", "servingruntimes", "clusterservingruntimes",
                                           "basemodels", "clusterbasemodels", "benchmarkjobs", "acceleratorclasses"))
 LWS_CRD = "leaderworkersets.leaderworkerset.x-k8s.io"
+RAY_CRDS = tuple(f"{p}.ray.io" for p in ("rayclusters", "rayjobs", "rayservices"))
+KEDA_CRDS = ("scaledobjects.keda.sh", "scaledjobs.keda.sh", "triggerauthentications.keda.sh",
+             "clustertriggerauthentications.keda.sh")
+KEDA_GRPC_PORT = 9666               # the operator's metrics service (the adapter's gRPC peer)
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 45.0                 # the stand-in stops its controllers (SIGTERM, 10 s, SIGKILL) first
@@ -777,16 +802,21 @@ def _describe_targets(client_configs: Iterable[Mapping]) -> str:
 # ------------------------------------------------------------------ a) kubelet: controller Deployments -> processes
 @dataclass(frozen=True)
 class ControllerSpec:
-    binary: str                 # labctl.controllers name, also the process's log name
+    binary: str                 # the process's name (log, state); labctl.controllers output of that name
     deployment: str             # the chart's Deployment (any namespace)
-    service: str                # the chart's webhook Service (routing key, with the Deployment's namespace)
+    service: str                # the chart's Service in front of it (webhook routing / the adapter's gRPC peer)
     crds: tuple[str, ...]       # Established before the process starts
-    flavour: str                # "ome" | "lws": how its command line and config are built
+    flavour: str                # how its command line is built: ome | lws | kuberay | keda-operator | keda-adapter
+    controller: str = ""        # the labctl.controllers build it comes from (default: binary)
 
 
 CONTROLLERS = (
     ControllerSpec("ome-manager", "ome-controller-manager", "ome-webhook-server-service", OME_CRDS, "ome"),
     ControllerSpec("lws-controller", "lws-controller-manager", "lws-webhook-service", (LWS_CRD,), "lws"),
+    ControllerSpec("ray-operator", "kuberay-operator", "kuberay-operator", RAY_CRDS, "kuberay"),
+    ControllerSpec("keda-operator", "keda-operator", "keda-operator", KEDA_CRDS, "keda-operator", "keda"),
+    ControllerSpec("keda-adapter", "keda-operator-metrics-apiserver", "keda-operator-metrics-apiserver", KEDA_CRDS,
+                   "keda-adapter", "keda"),
 )
 
 
@@ -804,6 +834,7 @@ class Launch:
     lab_cert: bool = False              # the stand-in writes that Secret itself (LWS's cert-controller)
     cert_dns: tuple[str, ...] = ()
     ca_bundle: str | None = None
+    pod_ip: str = ""                    # the address its pods report (where the process serves the Service)
 
 
 @dataclass(frozen=True)
@@ -849,7 +880,7 @@ def container_env(deployment: Mapping) -> dict[str, str]:
         name = item.get("name")
         if not name:
             continue
-        if "value" in item:
+        if "valueFrom" not in item:    # the API drops an empty value: the variable is still set, to ""
             env[name] = str(item.get("value") or "")
             continue
         field_path = ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
@@ -901,8 +932,10 @@ def _secret_files(secret: Mapping, directory: str) -> dict[str, bytes]:
 def plan_launch(spec: ControllerSpec, deployment: Mapping, *, binary: Path, kubeconfig: Path, workdir: Path,
                 port: int, get_configmap: Callable[[str, str], Mapping | None],
                 get_secret: Callable[[str, str], Mapping | None], crds_established: Callable[[str], bool],
-                marker: Mapping[str, str] | None = None) -> Launch | Waiting:
-    """What a kubelet would run for the Deployment's pod, out of cluster; or why it cannot start yet."""
+                marker: Mapping[str, str] | None = None,
+                service_address: Callable[[str, str], str | None] = lambda ns, name: None) -> Launch | Waiting:
+    """What a kubelet would run for the Deployment's pod, out of cluster; or why it cannot start yet.
+    ``service_address(ns, service)`` is where a Service's process serves (``127.0.0.1:<port>``), if it runs."""
     ns = _meta(deployment).get("namespace") or "default"
     container = _container(deployment)
     args = [str(a) for a in container.get("args") or []]
@@ -915,6 +948,10 @@ def plan_launch(spec: ControllerSpec, deployment: Mapping, *, binary: Path, kube
     base_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(tmpdir), **(marker or {})}
     files: dict[str, bytes] = {}
     internal = False                 # LWS's internal cert management (its in-pod cert-controller)
+    if spec.flavour in ("kuberay", "keda-operator", "keda-adapter"):
+        return _plan_operator_launch(spec, deployment, args=args, env=env, base_env=base_env, binary=binary,
+                                     kubeconfig=kubeconfig, workdir=workdir, port=port, get_secret=get_secret,
+                                     service_address=service_address)
     if spec.flavour == "ome":
         own_ns = env.get("POD_NAMESPACE") or "ome"      # where ome-manager reads its configuration
         if get_configmap(own_ns, "inferenceservice-config") is None:
@@ -989,6 +1026,75 @@ def plan_launch(spec: ControllerSpec, deployment: Mapping, *, binary: Path, kube
                        f"{'has no tls.crt/tls.key' if secret else 'does not exist'}")
     launch.files.update(_secret_files(secret or {}, local_cert_dir))
     launch.ca_bundle = data.get("ca.crt") or None
+    return launch
+
+
+def _mounted_secret_files(deployment: Mapping, mount_path: str, local_dir: str,
+                          get_secret: Callable[[str, str], Mapping | None]) -> tuple[dict[str, bytes], str | None]:
+    """The files a kubelet would put in the Secret volume mounted at ``mount_path`` (tls.crt, tls.key,
+    ca.crt), in ``local_dir``; with the Secret's namespace/name (None when nothing is mounted there)."""
+    source = _volume_at(deployment, mount_path)
+    if source is None or source[0] != "secret":
+        return {}, None
+    ns = _meta(deployment).get("namespace") or "default"
+    secret = get_secret(ns, source[1]) or {}
+    return _secret_files(secret, local_dir), f"{ns}/{source[1]}"
+
+
+def _plan_operator_launch(spec: ControllerSpec, deployment: Mapping, *, args: list[str], env: dict[str, str],
+                          base_env: dict[str, str], binary: Path, kubeconfig: Path, workdir: Path, port: int,
+                          get_secret: Callable[[str, str], Mapping | None],
+                          service_address: Callable[[str, str], str | None]) -> Launch | Waiting:
+    """KubeRay's operator and KEDA's operator and metrics API server, out of cluster (see the module doc):
+    the container's args and env, with what out of cluster must differ."""
+    ns = _meta(deployment).get("namespace") or "default"
+    files: dict[str, bytes] = {}
+    cert_dir = str(workdir / "certs")
+    pod_ip = ""
+    if spec.flavour == "kuberay":
+        argv = [str(binary), *_drop_flags(args, ("kubeconfig", "metrics-addr", "health-probe-bind-address",
+                                                 "enable-leader-election")),
+                f"--kubeconfig={kubeconfig}", "--metrics-addr=0", "--health-probe-bind-address=0",
+                "--enable-leader-election=false"]
+    elif spec.flavour == "keda-operator":
+        # The operator writes its own certificates (cert rotation) into the Secret mounted at --cert-dir (optional
+        # there): it starts without them, and the files follow the Secret as a kubelet's Secret volume does.
+        mount = next((a.split("=", 1)[1] for a in args if a.startswith("--cert-dir=")), "/certs")
+        files, _ = _mounted_secret_files(deployment, mount, cert_dir, get_secret)
+        env = {**env, "KEDA_CLUSTER_OBJECT_NAMESPACE": env.get("KEDA_CLUSTER_OBJECT_NAMESPACE") or ns}
+        argv = [str(binary), *_drop_flags(args, ("kubeconfig", "leader-elect", "metrics-bind-address",
+                                                 "health-probe-bind-address", "metrics-service-bind-address",
+                                                 "cert-dir")),
+                f"--kubeconfig={kubeconfig}", "--leader-elect=false", "--metrics-bind-address=0",
+                "--health-probe-bind-address=0", f"--metrics-service-bind-address={LOOPBACK}:{port}",
+                f"--cert-dir={cert_dir}"]
+    else:   # keda-adapter: serves external.metrics.k8s.io for kube-apiserver, asks the operator over gRPC
+        files, secret = _mounted_secret_files(deployment, "/certs", cert_dir, get_secret)
+        if not secret:
+            return Waiting("no Secret volume at /certs (the chart mounts the operator's kedaorg-certs there)")
+        if not all(posixpath.join(cert_dir, k) in files for k in ("ca.crt", "tls.crt", "tls.key")):
+            return Waiting(f"Secret {secret} has no ca.crt/tls.crt/tls.key yet (keda-operator writes it)")
+        operator = service_address(ns, "keda-operator")
+        if operator is None:
+            return Waiting(f"keda-operator's metrics service ({ns}/keda-operator:{KEDA_GRPC_PORT}) does not run")
+        secure_port = next((a.split("=", 1)[1] for a in args if a.startswith("--secure-port=")), "6443")
+        pod_ip = LAB_HOST_IP
+        argv = [str(binary), *_drop_flags(args, ("kubeconfig", "lister-kubeconfig", "authentication-kubeconfig",
+                                                 "authorization-kubeconfig", "bind-address", "secure-port", "port",
+                                                 "cert-dir", "client-ca-file", "tls-cert-file", "tls-private-key-file",
+                                                 "metrics-service-address", "metrics-service-grpc-authority")),
+                f"--kubeconfig={kubeconfig}", f"--lister-kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+                f"--bind-address={LAB_HOST_IP}", f"--secure-port={secure_port}", f"--port={port}",
+                f"--cert-dir={cert_dir}", f"--client-ca-file={cert_dir}/ca.crt",
+                f"--tls-cert-file={cert_dir}/tls.crt", f"--tls-private-key-file={cert_dir}/tls.key",
+                f"--metrics-service-address={operator}",
+                f"--metrics-service-grpc-authority=keda-operator.{ns}.svc"]
+    launch = Launch(argv, {**base_env, **env}, files, False,
+                    _fingerprint(str(binary), argv, env, ((deployment.get("spec") or {}).get("template") or {})
+                                 .get("metadata"), sorted(files) if spec.flavour == "keda-adapter" else None),
+                    cert_dir)
+    launch.pod_ip = pod_ip
     return launch
 
 
@@ -1517,7 +1623,8 @@ class OmeLab:
                     self.log(f"crd {name}: conversion webhook {_describe_targets([cc])}")
 
     # --- a) controllers
-    def binary(self, name: str) -> tuple[Path | None, str | None]:
+    def binary(self, spec: ControllerSpec) -> tuple[Path | None, str | None]:
+        name = spec.binary
         if name in self.binaries:
             path = Path(self.binaries[name])
         else:
@@ -1526,7 +1633,7 @@ class OmeLab:
             except ImportError as exc:
                 return None, f"labctl.controllers not available ({exc})"
             try:
-                path = Path(controllers.binary(name))
+                path = Path(controllers.binary(spec.controller or name, name))
             except Exception as exc:
                 return None, f"{exc.__class__.__name__}: {exc}"
         if not (path.is_file() and os.access(path, os.X_OK)):
@@ -1589,7 +1696,7 @@ class OmeLab:
             proc.backoff, proc.next_start = BACKOFF_FIRST, 0.0
             return
         proc.deployment = _key(dep)
-        binary, why = self.binary(spec.binary)
+        binary, why = self.binary(spec)
         if binary is None:
             proc.waiting = f"binary {spec.binary}: {why}"
             self.say_once(f"bin {spec.binary}", f"{spec.binary}: not started: {why}")
@@ -1600,7 +1707,8 @@ class OmeLab:
         port = proc.port or 0
         launch = plan_launch(spec, dep, binary=binary, kubeconfig=self.kubeconfig, workdir=proc.workdir, port=port,
                              get_configmap=self.get_configmap, get_secret=self.get_secret,
-                             crds_established=self.crd_established, marker=marker)
+                             crds_established=self.crd_established, marker=marker,
+                             service_address=self.service_address)
         if isinstance(launch, Waiting):
             if not proc.running:
                 proc.waiting = launch.reason
@@ -1624,6 +1732,8 @@ class OmeLab:
                 self.mark("routing")
             else:
                 proc.launch = launch
+                if proc.ready and launch.pod_ip:
+                    self.report_pod_ip(dep, launch.pod_ip)
                 return
         if time.monotonic() < proc.next_start:
             proc.waiting = f"back-off ({proc.last_exit})"
@@ -1634,6 +1744,35 @@ class OmeLab:
         except OSError as exc:
             proc.waiting = f"cannot start: {exc}"
             self.say_once(f"start {spec.binary}", f"{spec.binary}: cannot start: {exc}")
+
+    def service_address(self, ns: str, service: str) -> str | None:
+        """Where a Service's controller process serves (its port on the loopback), while it runs and is ready."""
+        for proc in self.processes:
+            if proc.spec.service == service and proc.deployment and proc.deployment[0] == ns and proc.running \
+                    and proc.ready and proc.port:
+                return f"{LOOPBACK}:{proc.port}"
+        return None
+
+    def report_pod_ip(self, deployment: Mapping, pod_ip: str) -> None:
+        """A kubelet reports the address its pod serves on: the pods of ``deployment`` get ``pod_ip`` (the lab
+        host, where the process listens) as status.podIP, so the Service's endpoints lead to the process."""
+        ns = _meta(deployment).get("namespace") or "default"
+        labels = (((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels")) or {}
+        if not labels:
+            return
+        pods = api_request(self.api, "GET", f"/api/v1/namespaces/{ns}/pods",
+                           query={"labelSelector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))})
+        for pod in pods.get("items") or []:
+            status = pod.get("status") or {}
+            if status.get("phase") != "Running" or _meta(pod).get("deletionTimestamp") or \
+                    status.get("podIP") == pod_ip:
+                continue
+            name = _meta(pod).get("name")
+            body = {"status": {"podIP": pod_ip, "podIPs": [{"ip": pod_ip}]}}
+            if self._try(f"pod {ns}/{name} status", lambda n=name, b=body: api_request(
+                    self.api, "PATCH", f"/api/v1/namespaces/{ns}/pods/{n}/status", body=b,
+                    content_type=MERGE_PATCH, query={"fieldManager": FIELD_MANAGER})):
+                self.log(f"pod {ns}/{name}: podIP {pod_ip} (its process serves there)")
 
     def poll_processes(self) -> None:
         for proc in self.processes:

@@ -26,6 +26,17 @@ def test_kwokctl_config_is_loopback_binary_runtime_with_local_binaries(tmp_path)
         assert options[key].startswith(str(tmp_path)), key  # never a download URL
 
 
+def test_a_created_cluster_gets_the_api_aggregation_flags_of_its_own_ca(tmp_path):
+    config = yaml.safe_load(clusters._kwokctl_config(tmp_path, name="worker"))
+    (patch,) = config["componentsPatches"]
+    assert patch["name"] == "kube-apiserver"
+    args = {a["key"]: a["value"] for a in patch["extraArgs"]}
+    assert args["enable-aggregator-routing"] == "true"
+    assert args["requestheader-client-ca-file"].endswith("/clusters/worker/pki/ca.crt")
+    assert args["requestheader-allowed-names"] == "kwok-admin"
+    assert "componentsPatches" not in yaml.safe_load(clusters._kwokctl_config(tmp_path))
+
+
 def test_kube_version_comes_from_the_wrapper_module():
     assert k8sbin.kube_version().startswith("v1.36.")
 

@@ -11,6 +11,8 @@ Upstream charts and the lab's chart stand-ins in one repository, the way a site'
     <mirror>/charts/dcgm-exporter-4.8.2.tgz           the lab's stand-in of NVIDIA's dcgm-exporter chart
     <mirror>/charts/kubeocean-0.1.1.tgz               the lab's stand-in of Kubeocean's manager chart
     <mirror>/charts/kubeocean-worker-0.1.1.tgz        the lab's stand-in of Kubeocean's worker chart
+    <mirror>/charts/kuberay-operator-1.5.0.tgz        the lab's stand-in of KubeRay's operator chart
+    <mirror>/charts/keda-2.21.0.tgz                   the lab's stand-in of KEDA's chart
 
 - the upstream charts (``UPSTREAM_CHARTS``) come from their projects' Go modules, fetched with
   ``go mod download`` through the Go module proxy into the shared module cache (the one the lab's
@@ -40,7 +42,15 @@ Upstream charts and the lab's chart stand-ins in one repository, the way a site'
   ``kubeocean-syncer`` with its ``kubernetes.io/service-account-token`` Secret, its ClusterRole and Role,
   the ResourceLeasingPolicy CRD). The CRDs are written from the documented fields with their validation.
   Under kwok the pods run nothing; :mod:`labctl.kubeocean_syncer` does the manager's and the syncer's work
-  while ``kubeocean-manager`` exists.
+  while ``kubeocean-manager`` exists;
+- ``kuberay-operator`` 1.5.0 and ``keda`` 2.21.0 (``chartsrc/kuberay-operator``, ``chartsrc/keda``): both
+  upstream charts live outside their projects' Go modules (kuberay's ``helm-chart/``, kedacore/charts), so
+  the lab writes them with the real names, versions, value names and objects. What upstream's chart takes
+  from the project is taken from the project's Go module when the repository is packaged
+  (``STAND_IN_MODULE_FILES``): the CRDs of ``config/crd/bases`` (KubeRay's in ``crds/`` as upstream;
+  KEDA's as templates behind ``crds.install``) and the operators' RBAC (``config/rbac/role.yaml``). Under
+  kwok the pods run nothing; :mod:`labctl.omelab` runs the real ``ray-operator``, ``keda-operator`` and
+  ``keda-adapter`` for them.
 
 ``helm repo index --url <served URL>`` writes ``index.yaml`` with each archive's sha256 digest.
 Builds go to ``~/.cache/ai-cluster-lab/repos/charts/<key>/``, keyed by the definition (the
@@ -109,9 +119,69 @@ UPSTREAM_CHARTS = (
 DCGM_SOURCE = Path(__file__).with_name("chartsrc") / "dcgm-exporter"
 KUBEOCEAN_SOURCE = Path(__file__).with_name("chartsrc") / "kubeocean"
 KUBEOCEAN_WORKER_SOURCE = Path(__file__).with_name("chartsrc") / "kubeocean-worker"
+KUBERAY_SOURCE = Path(__file__).with_name("chartsrc") / "kuberay-operator"
+KEDA_SOURCE = Path(__file__).with_name("chartsrc") / "keda"
 # The lab's own chart stand-ins: chart name -> source directory.
 STAND_IN_CHARTS = {"dcgm-exporter": DCGM_SOURCE, "kubeocean": KUBEOCEAN_SOURCE,
-                   "kubeocean-worker": KUBEOCEAN_WORKER_SOURCE}
+                   "kubeocean-worker": KUBEOCEAN_WORKER_SOURCE, "kuberay-operator": KUBERAY_SOURCE,
+                   "keda": KEDA_SOURCE}
+
+
+@dataclass(frozen=True)
+class ModuleFiles:
+    """Files a stand-in chart takes from an upstream Go module when it is packaged: ``source`` (a file, or
+    a directory's ``*.yaml``) of ``<module>@<version>`` copied to ``<chart>/<target>`` (a file, or a
+    directory); with ``condition``, each file is wrapped in ``{{- if <condition> }}`` ... ``{{- end }}``;
+    ``replace`` pairs are applied to the text (e.g. a namespace the kustomize base hard-codes)."""
+
+    module: str
+    version: str
+    source: str
+    target: str
+    condition: str = ""
+    replace: tuple[tuple[str, str], ...] = ()
+
+    def copy_into(self, chart_dir: Path, log=print, modules: dict | None = None) -> list[str]:
+        """Copy the files; ``modules`` caches module directories across calls ((module, version) -> dir)."""
+        modules = {} if modules is None else modules
+        key = (self.module, self.version)
+        if key not in modules:
+            modules[key] = module_dir(self.module, self.version, log)
+        root = modules[key]
+        source = root / self.source
+        files = sorted(source.glob("*.yaml")) if source.is_dir() else [source]
+        if not files or not all(f.is_file() for f in files):
+            raise RepoBuildError(f"{self.module}@{self.version} has no {self.source}")
+        written = []
+        for f in files:
+            text = f.read_text()
+            for old, new in self.replace:
+                text = text.replace(old, new)
+            if self.condition:
+                text = f"{{{{- if {self.condition} }}}}\n{text.rstrip()}\n{{{{- end }}}}\n"
+            dest = chart_dir / self.target / f.name if source.is_dir() else chart_dir / self.target
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(text)
+            written.append(str(dest.relative_to(chart_dir)))
+        return written
+
+
+KUBERAY_MODULE = "github.com/ray-project/kuberay/ray-operator"
+KUBERAY_VERSION = "v1.5.0"
+KEDA_MODULE = "github.com/kedacore/keda/v2"
+KEDA_VERSION = "v2.21.0"
+STAND_IN_MODULE_FILES = {
+    "kuberay-operator": (
+        ModuleFiles(KUBERAY_MODULE, KUBERAY_VERSION, "config/crd/bases", "crds"),
+        ModuleFiles(KUBERAY_MODULE, KUBERAY_VERSION, "config/rbac/role.yaml", "templates/clusterrole.yaml",
+                    condition=".Values.rbacEnable"),
+    ),
+    "keda": (
+        ModuleFiles(KEDA_MODULE, KEDA_VERSION, "config/crd/bases", "templates/crds", condition=".Values.crds.install"),
+        ModuleFiles(KEDA_MODULE, KEDA_VERSION, "config/rbac/role.yaml", "templates/rbac.yaml",
+                    replace=(("namespace: keda", "namespace: {{ .Release.Namespace }}"),)),
+    ),
+}
 MIRROR_PATH = "charts"
 MANIFEST = "lab-repo.json"
 
@@ -146,6 +216,9 @@ def definition(base_url: str) -> dict:
         "dcgm_exporter": _source_files(DCGM_SOURCE),
         "kubeocean": _source_files(KUBEOCEAN_SOURCE),
         "kubeocean_worker": _source_files(KUBEOCEAN_WORKER_SOURCE),
+        "kuberay_operator": _source_files(KUBERAY_SOURCE),
+        "keda": _source_files(KEDA_SOURCE),
+        "module_files": {name: [repr(f) for f in files] for name, files in STAND_IN_MODULE_FILES.items()},
         "base_url": base_url,
         "helm": k8sbin.HELM_VERSION,
     }
@@ -210,6 +283,7 @@ def ensure_built(log=print, base_url: str = DEFAULT_BASE_URL) -> Path:
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    modules: dict = {}
     with tempfile.TemporaryDirectory(prefix="lab-charts-") as work:
         work_dir = Path(work)
         env = _helm_env(work_dir / "helm")
@@ -220,6 +294,12 @@ def ensure_built(log=print, base_url: str = DEFAULT_BASE_URL) -> Path:
                 p.chmod(0o755 if p.is_dir() else 0o644)
             run([helm, "package", staged, "--destination", tmp], f"helm package {name}", env=env)
         for name, source in STAND_IN_CHARTS.items():
+            if name in STAND_IN_MODULE_FILES:
+                staged = work_dir / "standin" / name
+                shutil.copytree(source, staged)
+                for files in STAND_IN_MODULE_FILES[name]:
+                    files.copy_into(staged, log, modules)
+                source = staged
             run([helm, "package", source, "--destination", tmp], f"helm package {name}", env=env)
         run([helm, "repo", "index", tmp, "--url", repo_url(base_url)], "helm repo index", env=env)
     index = yaml.safe_load((tmp / "index.yaml").read_text())
