@@ -58,6 +58,14 @@ def test_the_ome_key_covers_the_xet_stub_and_lws_has_none():
 def test_versions_come_from_the_wrapper_modules():
     assert controllers.version(OME) == "v0.1.5"
     assert controllers.version(LWS) == "v0.7.0"
+    assert controllers.version("ray-operator") == "v1.5.0"
+    assert controllers.version("keda") == "v2.21.0"
+
+
+def test_keda_is_one_build_of_two_binaries():
+    assert controllers.CONTROLLERS["keda"].outputs == ("keda-operator", "keda-adapter")
+    assert controllers.binary("keda") == controllers.bin_dir("keda") / "keda-operator"
+    assert controllers.binary("keda", "keda-adapter") == controllers.bin_dir("keda") / "keda-adapter"
 
 
 def test_cache_layout_and_is_built(cache):
@@ -71,11 +79,19 @@ def test_cache_layout_and_is_built(cache):
     assert controllers.is_built(LWS) and not controllers.is_built(OME) and not controllers.is_built()
     controllers.binary(OME).parent.mkdir(parents=True)
     controllers.binary(OME).write_text("")
+    assert controllers.is_built(OME) and not controllers.is_built()   # KubeRay and KEDA are not built
+    controllers.binary("ray-operator").parent.mkdir(parents=True)
+    controllers.binary("ray-operator").write_text("")
+    controllers.binary("keda").parent.mkdir(parents=True)
+    controllers.binary("keda").write_text("")
+    assert not controllers.is_built("keda") and not controllers.is_built()   # one of KEDA's two binaries
+    controllers.binary("keda", "keda-adapter").write_text("")
     assert controllers.is_built()
 
 
 def test_unknown_controller_is_one_clear_error():
-    with pytest.raises(controllers.BuildError, match=r"unknown controller 'kuberay'.*ome-manager, lws-controller"):
+    with pytest.raises(controllers.BuildError,
+                       match=r"unknown controller 'kuberay'.*ome-manager, lws-controller, ray-operator, keda"):
         controllers.binary("kuberay")
     assert issubclass(controllers.BuildError, k8sbin.BuildError)  # `lab` reports it as one line
 
@@ -86,7 +102,8 @@ def _fake_build(calls):
         out = paths.CACHE_DIR / cmd[2].split(str(paths.CACHE_DIR) + "/", 1)[1]
         name = out.parent.parent.name
         out.mkdir(parents=True)
-        (out / name).write_text("#!/bin/sh\n")
+        for output in controllers.CONTROLLERS[name].outputs:
+            (out / output).write_text("#!/bin/sh\n")
         return 0, paths.STATE_DIR / "logs" / "build.log"
     return run
 
@@ -94,7 +111,7 @@ def _fake_build(calls):
 def test_ensure_built_builds_once_with_one_line_each(cache, monkeypatch):
     calls, lines = [], []
     monkeypatch.setattr(buildlog, "run", _fake_build(calls))
-    built = controllers.ensure_built(log=lines.append)
+    built = controllers.ensure_built(log=lines.append, names=(OME, LWS))
     assert built == {OME: controllers.binary(OME), LWS: controllers.binary(LWS)}
     assert [c[0] for c in calls] == [
         ["bash", str(paths.LAB_DIR / "omebin" / "build.sh"), str(controllers.bin_dir(OME))],
@@ -104,7 +121,11 @@ def test_ensure_built_builds_once_with_one_line_each(cache, monkeypatch):
     assert lines[1].startswith("building LeaderWorkerSet v0.7.0 controller (lws-controller) from Go modules")
     assert all("min on 2 cores, cold" in line and "output: " in line for line in lines)
     again = []
-    assert controllers.ensure_built(log=again.append) == built and again == [] and len(calls) == 2
+    assert controllers.ensure_built(log=again.append, names=(OME, LWS)) == built and again == [] and len(calls) == 2
+    controllers.ensure_built(log=lines.append)     # every controller: KubeRay and KEDA built once each
+    assert [c[0][1] for c in calls[2:]] == [str(paths.LAB_DIR / "kuberaybin" / "build.sh"),
+                                            str(paths.LAB_DIR / "kedabin" / "build.sh")]
+    assert controllers.is_built()
 
 
 def test_failed_build_is_one_line_naming_the_log(cache, monkeypatch):
@@ -134,7 +155,7 @@ def test_lab_build_checks_and_reports_the_controllers(cache, monkeypatch, capsys
     monkeypatch.setattr(controllers, "ensure_built", lambda log: {n: cache / n for n in controllers.NAMES})
     capsys.readouterr()
     assert cli.main(["build"]) == 0
-    assert capsys.readouterr().out.split() == [str(cache / n) for n in ("k8s", "juicefs", OME, LWS)]
+    assert capsys.readouterr().out.split() == [str(cache / n) for n in ("k8s", "juicefs", *controllers.NAMES)]
 
 
 def test_wrapper_modules_pin_upstream_and_name_the_tools():

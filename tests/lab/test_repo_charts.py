@@ -26,8 +26,9 @@ pytestmark = pytest.mark.skipif(not shutil.which("go"), reason="needs the Go too
 
 NAMESPACE = "nvidia-device-plugin"
 # Every chart the repository serves: (name, version), upstream's names and versions unchanged.
-CHARTS = [("dcgm-exporter", "4.8.2"), ("kubeocean", "0.1.1"), ("kubeocean-worker", "0.1.1"), ("lws", "0.1.0"),
-          ("nvidia-device-plugin", "0.18.0"), ("ome-crd", "0.1.0"), ("ome-resources", "0.1.0")]
+CHARTS = [("dcgm-exporter", "4.8.2"), ("keda", "2.21.0"), ("kubeocean", "0.1.1"), ("kubeocean-worker", "0.1.1"),
+          ("kuberay-operator", "1.5.0"), ("lws", "0.1.0"), ("nvidia-device-plugin", "0.18.0"), ("ome-crd", "0.1.0"),
+          ("ome-resources", "0.1.0")]
 OME_CRDS = ["acceleratorclasses", "basemodels", "benchmarkjobs", "clusterbasemodels", "clusterservingruntimes",
             "finetunedweights", "inferenceservices", "servingruntimes"]
 TIME_SLICING = """\
@@ -96,7 +97,9 @@ def render(helm, env, chart, *args, values=None, tmp_path=None):
 
 def test_index_lists_every_chart_with_digests(repo):
     downloads = [m for m in repo["messages"] if "go mod download" in m]
-    assert len(downloads) == 3  # one per module: OME's two charts share one download
+    # one per module: OME's two charts share one download; KubeRay's and KEDA's stand-ins take their CRDs and
+    # RBAC from their modules
+    assert len(downloads) == 5
     assert any("github.com/sgl-project/ome@v0.1.5" in m for m in downloads)
     entries = repo["index"]["entries"]
     assert sorted(entries) == [name for name, _ in CHARTS]
@@ -113,6 +116,23 @@ def test_index_lists_every_chart_with_digests(repo):
     assert {name: (c["version"], c["digest"]) for name, c in info["charts"].items()} == {
         name: (version, entries[name][0]["digest"]) for name, version in CHARTS}
     assert info["charts"]["lws"]["app_version"] == "v0.7.0"
+
+
+def test_kuberay_and_keda_stand_ins_carry_their_modules_crds_and_rbac(repo, helm, helm_env):
+    crds = helm_run(helm, helm_env, "show", "crds", repo["dir"] / "kuberay-operator-1.5.0.tgz").stdout
+    assert sorted(d["metadata"]["name"] for d in yaml.safe_load_all(crds) if d) == [
+        "rayclusters.ray.io", "rayjobs.ray.io", "rayservices.ray.io"]
+    docs = render(helm, helm_env, repo["dir"] / "kuberay-operator-1.5.0.tgz", "-n", "kuberay-system")
+    assert {(d["kind"], d["metadata"]["name"]) for d in docs} >= {("ClusterRole", "kuberay-operator"),
+                                                                  ("Deployment", "kuberay-operator")}
+    docs = render(helm, helm_env, repo["dir"] / "keda-2.21.0.tgz", "-n", "keda")
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("CustomResourceDefinition", "scaledjobs.keda.sh") in kinds
+    assert ("APIService", "v1beta1.external.metrics.k8s.io") in kinds
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "keda-operator")
+    assert role["metadata"]["namespace"] == "keda"
+    without = render(helm, helm_env, repo["dir"] / "keda-2.21.0.tgz", "-n", "keda", "--set", "crds.install=false")
+    assert not [d for d in without if d["kind"] == "CustomResourceDefinition"]
 
 
 def test_cached_by_definition(repo, monkeypatch):
