@@ -710,5 +710,8 @@ def status() -> list[dict]:
             row.update(state="up", version=server_version(spec.name), nodes=f"{ready}/{total} Ready")
             with contextlib.suppress(ClusterError):
                 row["scheduler_profiles"] = ",".join(recorded_scheduler_profiles(spec.name))
+            with contextlib.suppress(ClusterError):
+                # A cluster created before the aggregation flags: `lab down && lab up` recreates it with them.
+                row["api_aggregation"] = "yes" if has_aggregation(spec.name) else "no (lab down && lab up)"
         rows.append(row)
     return rows
