@@ -223,10 +223,13 @@ def main():
             except ResourceNotFoundError:
                 return None
             path = f"{api_version}/{kind} {namespace or '*'}?labelSelector={label_selector}"
-            items = k8s_client.call(api_client, "LIST", path,
-                                    lambda t: resource.get(namespace=namespace or None, label_selector=label_selector,
-                                                           _request_timeout=t),
-                                    params["request_timeout"]).to_dict().get("items") or []
+            try:
+                items = k8s_client.call(api_client, "LIST", path,
+                                        lambda t: resource.get(namespace=namespace or None,
+                                                               label_selector=label_selector, _request_timeout=t),
+                                        params["request_timeout"]).to_dict().get("items") or []
+            except NotFoundError:
+                return {}  # the kind is no longer served (a stale discovery cache still listed it): nothing left
             return {(api_version, kind, (item.get("metadata") or {}).get("namespace") or "",
                      (item.get("metadata") or {}).get("name")): state_of(item) for item in items}
 
