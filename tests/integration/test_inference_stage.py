@@ -152,6 +152,15 @@ def controller_start_seconds() -> dict[str, float]:
     return figures
 
 
+def stage_installed() -> bool:
+    """Anything of the stage in the worker cluster: its operators' namespaces or objects in the services' namespace."""
+    namespaces = {n.metadata.name for n in core().list_namespace().items}
+    if {"keda", "kuberay-system"} & namespaces:
+        return True
+    return NS in namespaces and bool(apps().list_namespaced_deployment(NS).items
+                                     or core().list_namespaced_secret(NS).items)
+
+
 # ------------------------------------------------------------------ 1. the stage
 
 
@@ -160,8 +169,9 @@ def stage():
     ensure_bootstrap()
     gpu = playbook("playbooks/gpu.yml")
     assert gpu["_rc"] == 0, failures(gpu)
-    removed = playbook("playbooks/deploy.yml", OPERATORS_ABSENT)
-    assert removed["_rc"] == 0, failures(removed)
+    if stage_installed():  # left by an earlier run: start from nothing (a fresh lab has nothing to remove)
+        removed = playbook("playbooks/deploy.yml", OPERATORS_ABSENT)
+        assert removed["_rc"] == 0, failures(removed)
     first = playbook("site.yml", extra(), "--tags", "inference")
     day_s = settle_replicas(DAY) if first["_rc"] == 0 else None
     second = playbook("site.yml", extra(), "--tags", "inference")
