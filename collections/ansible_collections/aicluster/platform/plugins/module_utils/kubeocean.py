@@ -40,7 +40,7 @@ import json
 import re
 from urllib.parse import urlsplit
 
-from ansible_collections.aicluster.platform.plugins.module_utils import k8s_names
+from ansible_collections.aicluster.platform.plugins.module_utils import k8s_names, plan_problems
 
 try:
     import zoneinfo
@@ -95,21 +95,15 @@ WINDOW_FIELDS = ("start", "end", "days")
 LIMIT_FIELDS = ("resource", "quantity", "percent")
 
 
-class KubeoceanError(ValueError):
-    """Problems that stop the plan before any object is generated (``problems``: one sentence each)."""
-
-    def __init__(self, problems):
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems))
+class KubeoceanError(plan_problems.PlanError):
+    """Problems that stop the plan before any object is generated."""
 
 
 # ----------------------------------------------------------------------------------- small checks
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+_is_int = plan_problems.is_int
 
 
-def _show(value):
-    return repr(value) if isinstance(value, str) or value is None or isinstance(value, bool) else str(value)
+_show = plan_problems.show
 
 
 def _name(item):

@@ -30,7 +30,7 @@ import hashlib
 import json
 import re
 
-from ansible_collections.aicluster.platform.plugins.module_utils import k8s_names
+from ansible_collections.aicluster.platform.plugins.module_utils import k8s_names, plan_problems
 
 RAY_API = "ray.io/v1"
 KIND = "RayService"
@@ -97,22 +97,15 @@ RAY_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class RayServeError(ValueError):
-    """Problems that stop the plan before anything is generated (``problems``: one sentence each)."""
-
-    def __init__(self, problems):
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems))
+class RayServeError(plan_problems.PlanError):
+    """Problems that stop the plan before any object is generated."""
 
 
 # ----------------------------------------------------------------------------------- small checks
-def is_int(value):
-    """An int that is not a bool (YAML's ``true`` is no count)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+is_int = plan_problems.is_int
 
 
-def _show(value):
-    return repr(value) if isinstance(value, str) or value is None or isinstance(value, bool) else str(value)
+_show = plan_problems.show
 
 
 def _count(where, field, value, minimum):

@@ -38,7 +38,7 @@ import copy
 import posixpath
 import re
 
-from ansible_collections.aicluster.platform.plugins.module_utils import k8s_names
+from ansible_collections.aicluster.platform.plugins.module_utils import k8s_names, plan_problems
 
 OME_API = "ome.io/v1beta1"
 DEFAULT_MODEL_ROOT = "/data/k8s"
@@ -114,22 +114,15 @@ STATES = ("present", "absent")
 DEFAULT_ROUTER_RESOURCES = {"limits": {"cpu": "1", "memory": "2Gi"}}
 
 
-class SGLangError(ValueError):
-    """Problems that stop the plan before any object is generated (``problems``: one sentence each)."""
-
-    def __init__(self, problems):
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems))
+class SGLangError(plan_problems.PlanError):
+    """Problems that stop the plan before any object is generated."""
 
 
 # ----------------------------------------------------------------------------------- small checks
-def is_int(value):
-    """An int that is not a bool (YAML's ``true`` is no count)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+is_int = plan_problems.is_int
 
 
-def _show(value):
-    return repr(value) if isinstance(value, str) or value is None or isinstance(value, bool) else str(value)
+_show = plan_problems.show
 
 
 def _where(kind, item, index, plural):

@@ -36,7 +36,7 @@ import copy
 import math
 import re
 
-from ansible_collections.aicluster.platform.plugins.module_utils import k8s_names
+from ansible_collections.aicluster.platform.plugins.module_utils import k8s_names, plan_problems
 
 try:
     import zoneinfo
@@ -93,22 +93,15 @@ GENERATED_ARGS = {
 HHMM_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
-class VLLMServingError(ValueError):
-    """Problems that stop the plan before any object is generated (``problems``: one sentence each)."""
-
-    def __init__(self, problems):
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems))
+class VLLMServingError(plan_problems.PlanError):
+    """Problems that stop the plan before any object is generated."""
 
 
 # ----------------------------------------------------------------------------------- small checks
-def is_int(value):
-    """An int that is not a bool (YAML's ``true`` is no count)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+is_int = plan_problems.is_int
 
 
-def _show(value):
-    return repr(value) if isinstance(value, str) or value is None or isinstance(value, bool) else str(value)
+_show = plan_problems.show
 
 
 def _without_nulls(item):
