@@ -25,7 +25,7 @@ RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s
 NEW = "gpu-t4-new"
 BOOTSTRAP_ONLY = ["-e", '{"aicluster_gpu_stage_enabled": false, "aicluster_npu_stage_enabled": false, '
                   '"aicluster_sglang_stage_enabled": false, "aicluster_kubeocean_stage_enabled": false, '
-                  '"aicluster_inference_stage_enabled": false}']
+                  '"aicluster_inference_stage_enabled": false, "aicluster_workspaces_stage_enabled": false}']
 
 
 def playbook(*args: str) -> tuple[int, dict[str, dict[str, int]], str]:

@@ -44,7 +44,8 @@ def test_bootstrap_survives_a_worker_apiserver_restart(new_machines):
                             "--limit", ",".join(new_machines), "-e", '{"aicluster_gpu_stage_enabled": false, '
                             '"aicluster_npu_stage_enabled": false, "aicluster_sglang_stage_enabled": false, '
                             '"aicluster_kubeocean_stage_enabled": false, '
-                            '"aicluster_inference_stage_enabled": false}'],
+                            '"aicluster_inference_stage_enabled": false, '
+                            '"aicluster_workspaces_stage_enabled": false}'],
                            cwd=REPO, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
     lines: list[str] = []

@@ -8,19 +8,14 @@ from __future__ import annotations
 import copy
 import json
 import re
-import tempfile
 from pathlib import Path
 from urllib.parse import parse_qs
 
-import kubernetes.client
 import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.aicluster.platform.plugins.module_utils import retry
 from ansible_collections.aicluster.platform.plugins.module_utils import vllm_serving as vs
 from ansible_collections.aicluster.platform.plugins.modules import vllm_serving_plan
-from ansible_collections.kubernetes.core.plugins.module_utils.k8s import client as k8s_core_client
-from fake_clock import FakeTime
 from fake_kube import FakeKube
 from plan_helpers import DROP, assert_problem, merged
 
@@ -460,17 +455,6 @@ def test_gpu_types_take_the_largest_allocatable_per_type():
 
 
 # ------------------------------------------------------------------ the module
-@pytest.fixture
-def isolated(monkeypatch, tmp_path):
-    """A fresh process-wide client state per test (as one module run per process has), retries on a fake clock."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(kubernetes.client.Configuration, "_default", None)
-    monkeypatch.setattr(k8s_core_client, "_pool", {})
-    for name in ("K8S_AUTH_KUBECONFIG", "K8S_AUTH_CONTEXT", "K8S_AUTH_HOST", "K8S_AUTH_API_KEY", "KUBECONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(retry, "time", FakeTime())
-
-
 class FakeCluster(FakeKube):
     """FakeKube's Nodes plus what the plan module reads: this role's objects (namespace llm), ScaledObjects (404
     without KEDA), the cache claim and the RuntimeClass."""

@@ -21,6 +21,8 @@ shared/seeds/004_*):
 
 from __future__ import annotations
 
+from ansible_collections.aicluster.platform.plugins.module_utils import k8s_names
+
 MANAGED_ANNOTATION = "aicluster.io/managed-labels"
 
 SCHEMES = ("cube-studio", "mindcluster", "nvidia")
@@ -56,6 +58,14 @@ MINDCLUSTER_ACCELERATOR_TYPE_BY_COUNT = {
 }
 
 TRUE = "true"
+
+# Resource groups (cube-studio ``org``) and the rebalancer (module_utils ``resource_groups``, module
+# ``resource_group_rebalance``): it moves ``share=true`` Nodes between groups by changing ``org`` and records the move
+# in these two annotations; :func:`resource_group_override` makes this role yield to that record.
+GROUP_LABEL = "org"
+SHARE_LABEL = "share"
+RESOURCE_GROUP_ANNOTATION = "aicluster.io/resource-group"  # the group the rebalancer moved the Node to
+RESOURCE_GROUP_BASE_ANNOTATION = "aicluster.io/resource-group-base"  # its org before the first move (the inventory's)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,7 +244,39 @@ def format_managed(keys):
     return ",".join(sorted(keys))
 
 
-def plan(node_labels, node_annotations, desired, annotation_key=MANAGED_ANNOTATION):
+def resource_group_override(desired, node_annotations):
+    """Which ``org`` wins on a Node the resource group rebalancer moved: ``(desired, annotation_changes, note)``.
+
+    The rebalancer's record (``aicluster.io/resource-group`` = the group it chose, ``aicluster.io/resource-group-base``
+    = the ``org`` before its first move) wins while the inventory still wants the Node shared (``share=true``) and
+    still gives it the ``org`` it had when it was first moved: ``desired['org']`` becomes the recorded group, so a
+    label run neither undoes the move nor writes anything for it (``org`` stays a managed key). Otherwise the
+    inventory wins - it took the Node back (no ``share``) or gave it another group since - and the record is removed
+    (``annotation_changes``: null for each of its annotations, for the merge patch). ``note`` says which won (None:
+    no record)."""
+    annotations = node_annotations or {}
+    group = annotations.get(RESOURCE_GROUP_ANNOTATION)
+    base = annotations.get(RESOURCE_GROUP_BASE_ANNOTATION)
+    if group is None and base is None:
+        return desired, {}, None
+    wanted = desired.get(GROUP_LABEL)
+    if desired.get(SHARE_LABEL) == TRUE and wanted and wanted == base and isinstance(group, str) and group \
+            and not k8s_names.validate_label_value(group):
+        return {**desired, GROUP_LABEL: group}, {}, (
+            f"org {group}: moved there from {base} by the resource group rebalancer (annotation "
+            f"{RESOURCE_GROUP_ANNOTATION}); the inventory's org {wanted} yields while the Node is share=true")
+    if desired.get(SHARE_LABEL) != TRUE:
+        why = "the inventory no longer shares the Node (no share=true)"
+    elif wanted != base:
+        why = f"the inventory's org is now {wanted or 'none'} (it was {base} when the Node was first moved)"
+    else:
+        why = f"the recorded group {group!r} is not a label value"
+    changes = {key: None for key in (RESOURCE_GROUP_ANNOTATION, RESOURCE_GROUP_BASE_ANNOTATION) if key in annotations}
+    return desired, changes, f"org {wanted or 'unmanaged'}: {why}, so the inventory wins and the rebalancer's " \
+                             "record is removed"
+
+
+def plan(node_labels, node_annotations, desired, annotation_key=MANAGED_ANNOTATION, annotation_changes=None):
     """Compute the JSON merge patch that moves a Node from its labels to ``desired``.
 
     * a desired label that is missing or has another value is set;
@@ -243,7 +285,9 @@ def plan(node_labels, node_annotations, desired, annotation_key=MANAGED_ANNOTATI
     * labels outside the managed set are never touched, except that a desired key is always set
       -- if it already carries the desired value (set by hand) nothing is written for it, and it
       simply becomes managed;
-    * the annotation is rewritten to the sorted, comma-separated desired keys (removed when none).
+    * the annotation is rewritten to the sorted, comma-separated desired keys (removed when none);
+    * ``annotation_changes`` (other annotations to set, or remove with None: the resource group record, see
+      :func:`resource_group_override`) go into the same patch.
 
     Returns ``(patch, diff)``: ``patch`` is None when nothing changes; ``diff`` is
     ``{"before": {...}, "after": {...}, "set": {...}, "removed": [...], "adopted": [...]}`` where
@@ -274,6 +318,7 @@ def plan(node_labels, node_annotations, desired, annotation_key=MANAGED_ANNOTATI
             annotation_patch[annotation_key] = new_managed
     elif previous_raw is not None:
         annotation_patch[annotation_key] = None
+    annotation_patch.update(annotation_changes or {})
 
     after_labels = {key: value for key, value in current.items() if key not in removed}
     after_labels.update({key: value for key, value in label_patch.items() if value is not None})
@@ -284,6 +329,9 @@ def plan(node_labels, node_annotations, desired, annotation_key=MANAGED_ANNOTATI
         "removed": removed,
         "adopted": adopted,
     }
+    if annotation_changes:  # only then, so that the diff of every other Node stays as it was
+        diff["before"]["annotations"] = {key: annotations[key] for key in annotation_changes if key in annotations}
+        diff["after"]["annotations"] = {key: value for key, value in annotation_changes.items() if value is not None}
 
     if not label_patch and not annotation_patch:
         return None, diff

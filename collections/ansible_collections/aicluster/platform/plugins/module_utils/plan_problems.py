@@ -3,7 +3,7 @@
 """How a plan module fails on the problems its plan found: one task failure that counts and lists them
 all (``msg``) and hands them over as a list (``problems``); and what the plans' checks share: the error that
 stops a plan, the integer test and the way a value is shown in a problem. Used by sglang_plan, kubeocean_plan,
-vllm_serving_plan and ray_serve_plan."""
+vllm_serving_plan, ray_serve_plan, workspace_plan and resource_group_rebalance."""
 
 from __future__ import annotations
 

@@ -21,6 +21,10 @@ description:
     sorted label keys). Labels that were managed before and are no longer wanted are removed;
     labels outside that set are never touched. A wanted label that already has the wanted value
     (set by hand) is adopted without a label write.
+  - "Resource groups: on a Node the resource group rebalancer (M(aicluster.platform.resource_group_rebalance)) moved,
+    the C(org) label follows the rebalancer's record (annotations C(aicluster.io/resource-group) and
+    C(aicluster.io/resource-group-base)) while the wanted labels still have C(share=true) and the C(org) the Node had
+    before its first move; otherwise the wanted C(org) wins and the record is removed (RV(plans) says which)."
   - Connection errors and HTTP 5xx/429 answers are retried with exponential back-off for at most
     O(request_timeout) seconds per call; then the module fails naming the URL and the last error.
   - Connection options are those of M(kubernetes.core.k8s_info), through kubernetes.core's client.
@@ -134,7 +138,9 @@ missing_nodes:
   type: list
   elements: str
 plans:
-  description: Per Node name, the merge patch (null when converged) and what it sets, removes and adopts.
+  description:
+    - Per Node name, the merge patch (null when converged) and what it sets, removes and adopts.
+    - C(resource_group), on Nodes with the rebalancer's record only, says whether its C(org) or the wanted one won.
   returned: always
   type: dict
   sample:
@@ -264,8 +270,13 @@ def main():
         if name not in existing:
             continue
         labels, annotations = existing[name]
-        patch, diff = logic.plan(labels, annotations, desired[name], annotation_key)
+        # A share=true Node the resource group rebalancer moved keeps its org while the inventory's is unchanged;
+        # otherwise the inventory wins and the rebalancer's record goes (module_utils node_labels).
+        wanted, record_changes, record_note = logic.resource_group_override(desired[name], annotations)
+        patch, diff = logic.plan(labels, annotations, wanted, annotation_key, annotation_changes=record_changes)
         plans[name] = {"patch": patch, "set": diff["set"], "removed": diff["removed"], "adopted": diff["adopted"]}
+        if record_note:
+            plans[name]["resource_group"] = record_note
         if patch is not None:
             to_patch[name] = patch
             diffs.append({
