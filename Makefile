@@ -19,13 +19,21 @@ ROLES_WITH_MOLECULE := $(patsubst %/molecule/default/molecule.yml,%,$(wildcard r
 MOLECULE_IN_INTEGRATION := roles/mindcluster roles/nvidia_device_plugin roles/rancher_worker roles/data_storage
 MOLECULE_ROLES := $(filter-out $(MOLECULE_IN_INTEGRATION),$(ROLES_WITH_MOLECULE))
 
-.PHONY: site test setup lab-up lab-down lint sanity unit integration molecule molecule-all molecule-roles
+.PHONY: site test checks setup lab-up lab-down lint sanity unit unit-collection unit-lab unit-lab-live integration \
+	molecule molecule-all molecule-roles
 
 site: setup lab-up
 	ansible-playbook site.yml -i inventory/lab
 	lab summary
 
-test: setup lint sanity unit lab-up integration molecule
+test: setup checks lab-up integration molecule
+
+# The checks that need no lab, side by side (each one's output kept together in the log): the lab's own tests
+# mostly wait on the control planes they start, while lint, sanity and the collection's tests use the CPUs.
+checks:
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory --output-sync=target -j5 lint sanity unit-collection unit-lab unit-lab-live; \
+	echo "== checks (lint, sanity, unit): $$(( $$(date +%s) - start ))s"
 
 setup:
 	@scripts/setup.sh
@@ -41,8 +49,20 @@ lint:
 	yamllint -s .
 	ansible-lint --profile production
 
-unit:
-	$(PYTEST) -q -m "not lab" tests/unit tests/lab
+unit: unit-collection unit-lab unit-lab-live
+
+unit-collection:
+	$(PYTEST) -q -m "not lab" -p no:cacheprovider tests/unit
+
+# The lab's tests that start real control planes and controllers of their own (each on its own ports).
+LAB_LIVE_TESTS := $(wildcard tests/lab/test_*_live.py) tests/lab/test_volcano_profile.py \
+	tests/lab/test_apiserver_restart.py tests/lab/test_repo_charts.py
+
+unit-lab:
+	$(PYTEST) -q -m "not lab" -p no:cacheprovider tests/lab $(addprefix --ignore=,$(LAB_LIVE_TESTS))
+
+unit-lab-live:
+	$(PYTEST) -q -m "not lab" -p no:cacheprovider --durations=5 $(LAB_LIVE_TESTS)
 
 # --durations: the slowest tests' times in the log, to keep the suite's time in check.
 integration:
