@@ -11,7 +11,8 @@ Story, in file order (the tests share the lab):
      A100 Node with /dev/shm in memory and two NVMe scratch volumes bound on that Node (lab/labctl/local_nvme.py
      stands in for the site's local volume provisioner); uninstalling it removes the scratch claims and keeps the
      four workspace claims;
-  4. bad input is refused with nothing applied;
+  4. bad input is refused with nothing applied; a user dropped from the inventory keeps their workspace (reported)
+     until workspaces_remove_data, which deletes it;
   5. resource groups: the lab's GPU Nodes are put in two groups (share=true) through the label role, a pod loads
      one group; check mode moves nothing, a run moves one Node from the idle group and stops at its minimum, a
      second run moves nothing, the label role keeps the move; the inventory taking the Nodes back restores them.
@@ -341,6 +342,43 @@ def test_bad_workspace_input_is_refused_with_nothing_applied(stage, extra, messa
     assert_refused(out, message, "localhost")
     assert namespaces() == before
     assert not job_pods()
+
+
+# ------------------------------------------------------------------ removal: a user leaves the inventory
+
+
+def report_lines(out: dict) -> list[str]:
+    return next(r["msg"] for p in out["plays"] for t in p["tasks"]
+                if t["task"]["name"].endswith("Report the workspaces, the API writes and what was kept")
+                for r in t["hosts"].values())
+
+
+def test_a_user_removed_from_the_inventory_is_kept_and_reported(stage):
+    alice_only = [u for u in lab_users() if u["name"] == "alice"]
+    out = workspaces({"workspaces_users": alice_only})
+    assert out["_rc"] == 0, failures(out)
+    assert total_changed(out) == 0, changed_tasks(out)
+    assert [k["namespace"] for k in plan_result(out)["kept"]] == ["bob"]
+    assert any(line.startswith("workspace bob kept") for line in report_lines(out)), report_lines(out)
+    assert "bob" in namespaces()
+    assert {c.metadata.name for c in core().list_namespaced_persistent_volume_claim("bob").items} == CLAIMS
+
+
+def test_with_remove_data_the_workspace_goes_and_its_files_stay(stage):
+    alice_only = [u for u in lab_users() if u["name"] == "alice"]
+    out = workspaces({"workspaces_users": alice_only, "workspaces_remove_data": True})
+    assert out["_rc"] == 0, failures(out)
+    assert [d["metadata"]["name"] for d in plan_result(out)["delete"] if d["kind"] == "Namespace"] == ["bob"]
+    assert wait_for(lambda: "bob" not in namespaces(), timeout=120), "namespace bob was not deleted"
+    # the volume objects go once their claims have (pv-protection); their files stay (hostPath, reclaim Retain)
+    assert wait_for(lambda: not core().list_persistent_volume(
+        label_selector="aicluster.io/workspace-namespace=bob").items, timeout=60), "bob's volumes were not deleted"
+    assert "alice" in namespaces()
+    # bob back, as the lab inventory has him (the tests below use both users)
+    again = workspaces()
+    assert again["_rc"] == 0, failures(again)
+    assert wait_for(lambda: all(c.status.phase == "Bound"
+                                for c in core().list_namespaced_persistent_volume_claim("bob").items), timeout=60)
 
 
 # ------------------------------------------------------------------ 5. resource groups
