@@ -13,7 +13,6 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
-import yaml
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.aicluster.platform.plugins.module_utils import node_labels as labels_logic
 from ansible_collections.aicluster.platform.plugins.module_utils import plan_problems
@@ -21,6 +20,7 @@ from ansible_collections.aicluster.platform.plugins.module_utils import resource
 from ansible_collections.aicluster.platform.plugins.modules import node_labels as node_labels_module
 from ansible_collections.aicluster.platform.plugins.modules import resource_group_rebalance
 from fake_kube import FakeKube
+from plan_helpers import role_variables
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "resource_groups"
@@ -541,11 +541,7 @@ def test_the_next_label_run_keeps_the_move_and_an_inventory_edit_takes_the_node_
 
 # ------------------------------------------------------------------ the role
 def test_defaults_argument_specs_and_readme_name_the_same_variables():
-    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
-    specs = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
-    readme = (ROLE / "README.md").read_text()
-    documented = set(re.findall(r"^\| `(resource_groups_[a-z_]+)`", readme, re.MULTILINE))
-    documented |= {f"resource_groups_{m}" for m in re.findall(r"`resource_groups_kubeconfig`, `_([a-z]+)`", readme)}
+    defaults, specs, documented = role_variables(ROLE, "resource_groups_")
     assert set(defaults) == set(specs) == documented
     for name, spec in specs.items():
         if "default" in spec:

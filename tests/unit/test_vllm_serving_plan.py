@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -17,7 +16,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.aicluster.platform.plugins.module_utils import vllm_serving as vs
 from ansible_collections.aicluster.platform.plugins.modules import vllm_serving_plan
 from fake_kube import FakeKube
-from plan_helpers import DROP, assert_problem, merged
+from plan_helpers import DROP, assert_problem, merged, role_variables
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "vllm_serving"
@@ -555,13 +554,8 @@ def test_module_names_an_unreachable_cluster_and_the_settings_problems(isolated,
 
 # ------------------------------------------------------------------ the role
 def test_defaults_argument_specs_and_readme_name_the_same_variables():
-    defaults = set(yaml.safe_load((ROLE / "defaults" / "main.yml").read_text()))
-    specs = set(yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())
-                ["argument_specs"]["main"]["options"])
-    readme = (ROLE / "README.md").read_text()
-    documented = set(re.findall(r"^\| `(vllm_serving_[a-z_]+)`", readme, re.MULTILINE))
-    documented |= {f"vllm_serving_{m}" for m in re.findall(r"`vllm_serving_kubeconfig`, `_([a-z]+)`", readme)}
-    assert defaults == specs == documented
+    defaults, specs, documented = role_variables(ROLE, "vllm_serving_")
+    assert set(defaults) == set(specs) == documented
 
 
 def test_the_lab_inventory_s_services_pass_the_plan():

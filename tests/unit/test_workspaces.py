@@ -20,7 +20,7 @@ from ansible_collections.aicluster.platform.plugins.module_utils import plan_pro
 from ansible_collections.aicluster.platform.plugins.module_utils import workspaces as ws
 from ansible_collections.aicluster.platform.plugins.modules import workspace_plan
 from fake_kube import FakeKube
-from plan_helpers import DROP, assert_problem, merged
+from plan_helpers import DROP, assert_problem, merged, role_variables
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "workspaces"
@@ -844,11 +844,7 @@ def test_module_names_an_unreachable_cluster_and_the_settings_problems(isolated,
 
 # ------------------------------------------------------------------ the role
 def test_defaults_argument_specs_and_readme_name_the_same_variables():
-    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
-    specs = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
-    readme = (ROLE / "README.md").read_text()
-    documented = set(re.findall(r"^\| `(workspaces_[a-z_]+)`", readme, re.MULTILINE))
-    documented |= {f"workspaces_{m}" for m in re.findall(r"`workspaces_kubeconfig`, `_([a-z]+)`", readme)}
+    defaults, specs, documented = role_variables(ROLE, "workspaces_")
     assert set(defaults) == set(specs) == documented
     for name, spec in specs.items():
         if "default" in spec:

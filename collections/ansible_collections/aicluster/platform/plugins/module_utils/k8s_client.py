@@ -139,6 +139,14 @@ def call(api_client, method, path, func, timeout):
         raise K8sError(str(exc)) from None
 
 
+def list_items(api_client, path, func, timeout):
+    """The items of a LIST, raw JSON (no model objects: cheap for thousands): ``func(**kwargs)`` is the
+    kubernetes client's list call, made with ``_preload_content=False`` and retried by :func:`call`; ``path``
+    names it in errors."""
+    response = call(api_client, "GET", path, lambda t: func(_request_timeout=t, _preload_content=False), timeout)
+    return json.loads(response.data).get("items") or []
+
+
 def core_v1_api(api_client):
     """``CoreV1Api`` bound to ``api_client``."""
     return CoreV1Api(api_client)

@@ -133,7 +133,6 @@ problems:
   sample: ["threshold must be a load difference from 0 to 1 (e.g. 0.2: ...), got 1.5"]
 """
 
-import json
 
 from ansible_collections.aicluster.platform.plugins.module_utils import k8s_client, plan_problems, resource_groups
 
@@ -152,14 +151,10 @@ def read_cluster(api_client, timeout):
     """The Node and pod lists' items (raw JSON): one call each, the pods without the finished ones."""
     api = k8s_client.core_v1_api(api_client)
 
-    def items(path, func):
-        response = k8s_client.call(api_client, "GET", path,
-                                   lambda t: func(_request_timeout=t, _preload_content=False), timeout)
-        return json.loads(response.data).get("items") or []
-
-    nodes = items("/api/v1/nodes", api.list_node)
-    pods = items(f"/api/v1/pods?fieldSelector={ACTIVE_PODS}",
-                 lambda **kw: api.list_pod_for_all_namespaces(field_selector=ACTIVE_PODS, **kw))
+    nodes = k8s_client.list_items(api_client, "/api/v1/nodes", api.list_node, timeout)
+    pods = k8s_client.list_items(api_client, f"/api/v1/pods?fieldSelector={ACTIVE_PODS}",
+                                 lambda **kw: api.list_pod_for_all_namespaces(field_selector=ACTIVE_PODS, **kw),
+                                 timeout)
     return nodes, pods
 
 

@@ -271,7 +271,6 @@ problems:
   sample: ["user Alice_B: name 'Alice_B' is not a valid namespace name (no capitals, no '_'): ..."]
 """
 
-import json
 
 from ansible_collections.aicluster.platform.plugins.module_utils import k8s_client, plan_problems, workspaces
 
@@ -293,11 +292,9 @@ def read_cluster(api_client, timeout):
     selector = workspaces.SELECTOR
 
     def items(path, kind, func):
-        response = k8s_client.call(api_client, "GET", path,
-                                   lambda t: func(_request_timeout=t, _preload_content=False), timeout)
         api_version = "rbac.authorization.k8s.io/v1" if kind == "RoleBinding" else "v1"
         return [{**item, "apiVersion": api_version, "kind": kind}
-                for item in json.loads(response.data).get("items") or []]
+                for item in k8s_client.list_items(api_client, path, func, timeout)]
 
     nodes = items("/api/v1/nodes", "Node", core.list_node)
     cluster = {
